@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint fmt unit api test demo cluster-up cluster-down controlplane golden clean
+.PHONY: help venv lint fmt unit api test demo cluster-up cluster-down controlplane golden clean crd
 
 help:
 	@echo "make demo          local cluster + operator + example (Ctrl-C stops it)"
@@ -16,7 +16,8 @@ help:
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
 	@echo "make cluster-up    start the local control plane ($(CLUSTER_DIR)/kubeconfig)"
 	@echo "make cluster-down  stop it"
-	@echo "make golden        regenerate tests/golden/*/expected.yaml"
+	@echo "make golden        regenerate tests/golden/*/expected.yaml and plan.yaml"
+	@echo "make crd           regenerate crds/ from hack/gen_crd.py"
 
 $(STAMP): pyproject.toml
 	@bash hack/ensure-system-deps
@@ -50,7 +51,7 @@ test: lint $(STAMP) controlplane
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 golden: $(STAMP)
-	$(PY) -m tests.unit.golden_regen
+	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/unit/test_golden.py
 
 demo: $(STAMP) controlplane
 	$(PY) hack/demo
@@ -63,3 +64,6 @@ cluster-down:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+
+crd: $(STAMP)
+	$(PY) hack/gen_crd.py

@@ -130,10 +130,14 @@ def peer(direction: str) -> Schema:
             "ipBlock stands alone."
         ),
         "properties": {
-            "podSelector": selector("Pods selected by label (in this namespace, or in the "
-                                    "namespaces selected alongside)."),  # fmt: skip
-            "namespaceSelector": selector("Namespaces selected by label; the label "
-                                          "kubernetes.io/metadata.name names one namespace."),  # fmt: skip
+            "podSelector": selector(
+                "Pods selected by label (in this namespace, or in the "
+                "namespaces selected alongside)."
+            ),
+            "namespaceSelector": selector(
+                "Namespaces selected by label; the label "
+                "kubernetes.io/metadata.name names one namespace."
+            ),
             "segment": string(
                 "A segment declared in spec.segments: every namespace of that segment.",
                 maxLength=63,
@@ -301,7 +305,10 @@ def spec_schema() -> Schema:
                         "type": "array",
                         "description": "DNS ports (default UDP and TCP 53).",
                         "maxItems": 8,
-                        "default": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                        "default": [
+                            {"protocol": "UDP", "port": 53},
+                            {"protocol": "TCP", "port": 53},
+                        ],
                         "items": port("A DNS port."),
                     },
                 },
@@ -340,7 +347,10 @@ def spec_schema() -> Schema:
                         "egress": traffic("egress", "to"),
                     },
                     "x-kubernetes-validations": [
-                        rule("has(self.ingress) || has(self.egress)", "a rule needs ingress or egress")
+                        rule(
+                            "has(self.ingress) || has(self.egress)",
+                            "a rule needs ingress or egress",
+                        )
                     ],
                 },
             },
@@ -426,12 +436,18 @@ def status_schema() -> Schema:
                         "name": string("The segment."),
                         "enforcement": string("Its effective enforcement."),
                         "namespaces": {"type": "integer", "description": "Its namespaces."},
-                        "ready": {"type": "integer", "description": "Those holding exactly "
-                                  "their policies."},  # fmt: skip
-                        "wouldApply": {"type": "integer", "description": "Audit: policies "
-                                       "Enforce would create or update."},  # fmt: skip
-                        "wouldDelete": {"type": "integer", "description": "Audit: policies "
-                                        "Enforce would delete."},  # fmt: skip
+                        "ready": {
+                            "type": "integer",
+                            "description": "Those holding exactly their policies.",
+                        },
+                        "wouldApply": {
+                            "type": "integer",
+                            "description": "Audit: policies Enforce would create or update.",
+                        },
+                        "wouldDelete": {
+                            "type": "integer",
+                            "description": "Audit: policies Enforce would delete.",
+                        },
                     },
                 },
             },

@@ -171,6 +171,11 @@ def _str(v: object, path: str) -> str:
 
 
 def _enum(v: object, path: str, allowed: Sequence[str]) -> str:
+    if isinstance(v, bool) and "Off" in allowed:
+        raise InvalidSpec(
+            f"{path}: got the boolean {str(v).lower()}; YAML reads an unquoted Off as false, "
+            'so write "Off" in quotes'
+        )
     s = _str(v, path)
     if s not in allowed:
         raise InvalidSpec(f"{path}: {s!r} is not one of {', '.join(allowed)}")
@@ -419,3 +424,36 @@ def _parse_dns(m: Mapping[str, Any]) -> Dns:
         items = _list(m["ports"], "spec.dns.ports")
         ports = tuple(_port(x, f"spec.dns.ports[{i}]") for i, x in enumerate(items))
     return Dns(enabled, ns, sel, ports)
+
+
+@dataclass(frozen=True)
+class IsolationRecord:
+    """An EnvironmentIsolation as the watch last delivered it, unparsed (for the index)."""
+
+    name: str
+    uid: str
+    generation: int
+    deleting: bool
+    body: Mapping[str, Any]  # metadata and spec, for EnvironmentIsolation.from_body
+    status: Mapping[str, Any]
+
+    @property
+    def key(self) -> tuple[str, int, bool]:
+        return (self.uid, self.generation, self.deleting)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> IsolationRecord:
+        meta = dict(body.get("metadata") or {})
+        keep = {k: meta[k] for k in ("name", "uid", "generation", "creationTimestamp",
+                                      "deletionTimestamp") if k in meta}  # fmt: skip
+        return cls(
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation", 0) or 0),
+            deleting=bool(meta.get("deletionTimestamp")),
+            body={"metadata": keep, "spec": body.get("spec") or {}},
+            status=dict(body.get("status") or {}),
+        )
+
+    def parse(self) -> EnvironmentIsolation:
+        return EnvironmentIsolation.from_body(self.body)

@@ -1,0 +1,197 @@
+"""`envisolation run | render` and `--version`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from envisolation import __version__
+from envisolation import constants as c
+from envisolation.kinds import PolicyDict
+from envisolation.model import EnvironmentIsolation, InvalidSpec, NamespaceFacts
+from envisolation.render import RenderContext, decide
+
+EXIT_USAGE = 2
+
+
+class InputError(Exception):
+    """Bad input for an offline command: printed as `error: ...`, exit code 2."""
+
+
+def _documents(path: str) -> Iterator[Mapping[str, Any]]:
+    """Every object in a YAML/JSON file: multi-document streams and `List` kinds flattened."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror or e}") from e
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as e:
+        raise InputError(f"{path}: not valid YAML: {e}") from e
+    for doc in docs:
+        if doc is None:
+            continue
+        if not isinstance(doc, Mapping):
+            raise InputError(f"{path}: expected Kubernetes objects, found {type(doc).__name__}")
+        if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
+            yield from (i for i in doc["items"] if isinstance(i, Mapping))
+        else:
+            yield doc
+
+
+def load_isolations(path: str) -> list[EnvironmentIsolation]:
+    out = []
+    for doc in _documents(path):
+        if doc.get("kind") != c.KIND:
+            continue
+        try:
+            out.append(EnvironmentIsolation.from_body(doc))
+        except InvalidSpec as e:
+            name = (doc.get("metadata") or {}).get("name", "?")
+            raise InputError(f"{path}: EnvironmentIsolation {name}: {e}") from e
+    if not out:
+        raise InputError(f"{path}: no EnvironmentIsolation found")
+    return out
+
+
+def load_namespaces(path: str) -> list[NamespaceFacts]:
+    out = []
+    for i, doc in enumerate(_documents(path)):
+        if doc.get("kind") not in ("Namespace", None):
+            continue
+        if not (doc.get("metadata") or {}).get("name"):
+            raise InputError(f"{path}: object {i} has no metadata.name")
+        out.append(NamespaceFacts.from_body(doc))
+    return out
+
+
+def render_all(
+    isolations: Sequence[EnvironmentIsolation],
+    namespaces: Sequence[NamespaceFacts],
+    ctx: RenderContext,
+) -> list[PolicyDict]:
+    """What the operator would keep in the cluster, sorted by namespace then name."""
+    out: list[PolicyDict] = []
+    for ns in sorted(namespaces, key=lambda n: n.name):
+        out.extend(decide(ns, isolations, ctx).desired)
+    return out
+
+
+def dump(policies: Sequence[PolicyDict], fmt: str) -> str:
+    if fmt == "json":
+        items = [dict(p) for p in policies]
+        return json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2) + "\n"
+    return yaml.safe_dump_all(
+        [dict(p) for p in policies], sort_keys=False, default_flow_style=False
+    )
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    isolations = load_isolations(args.file)
+    namespaces = load_namespaces(args.namespaces)
+    ctx = RenderContext(operator_namespace=args.operator_namespace, as_enforce=args.as_enforce)
+    sys.stdout.write(dump(render_all(isolations, namespaces, ctx), args.output))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import kopf
+
+    from envisolation import handlers, logs
+
+    logs.configure(args.log_format, "DEBUG" if args.verbose else "INFO")
+    if args.metrics_bind:
+        from prometheus_client import start_http_server
+
+        host, _, port = args.metrics_bind.rpartition(":")
+        start_http_server(int(port), addr=host or "0.0.0.0")
+    memo = kopf.Memo(operator_namespace=args.namespace, resync_seconds=args.resync)
+    assert handlers.configure is not None  # registers the handlers on import
+    asyncio.run(
+        kopf.operator(
+            clusterwide=True,
+            standalone=True,
+            liveness_endpoint=args.liveness or None,
+            memo=memo,
+        )
+    )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="envisolation", description="Keeps a cluster's environments network-isolated."
+    )
+    ap.add_argument("--version", action="version", version=f"envisolation {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator (in-cluster config, else kubeconfig)")
+    run.add_argument(
+        "--namespace",
+        default=os.environ.get("POD_NAMESPACE", c.DEFAULT_OPERATOR_NAMESPACE),
+        help="the operator's own namespace, always excluded (default: $POD_NAMESPACE or "
+        f"{c.DEFAULT_OPERATOR_NAMESPACE})",
+    )
+    run.add_argument("--log-format", choices=["console", "json"], default="console")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.add_argument(
+        "--resync",
+        type=float,
+        default=c.DEFAULT_RESYNC_SECONDS,
+        metavar="SECONDS",
+        help="re-check every namespace this often (default 600)",
+    )
+    run.add_argument(
+        "--liveness",
+        default="http://127.0.0.1:8080/healthz",
+        metavar="URL",
+        help="health endpoint for probes ('' disables; in a Pod use http://0.0.0.0:8080/healthz)",
+    )
+    run.add_argument(
+        "--metrics-bind",
+        default="127.0.0.1:9090",
+        metavar="HOST:PORT",
+        help="where /metrics listens ('' disables)",
+    )
+    run.set_defaults(func=cmd_run)
+
+    render = sub.add_parser("render", help="print the NetworkPolicies the operator would keep")
+    render.add_argument(
+        "-f", "--file", required=True, help="EnvironmentIsolation YAML ('-': stdin)"
+    )
+    render.add_argument(
+        "--namespaces",
+        required=True,
+        help="namespaces as `kubectl get ns -o yaml` prints them, or a multi-document stream",
+    )
+    render.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    render.add_argument(
+        "--as-enforce", action="store_true", help="preview Audit and Off segments as Enforce"
+    )
+    render.add_argument("--operator-namespace", default=c.DEFAULT_OPERATOR_NAMESPACE)
+    render.set_defaults(func=cmd_render)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

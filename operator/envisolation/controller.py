@@ -1,0 +1,348 @@
+"""The reconcile loop: dirty namespaces in, ordered writes out, status coalesced.
+
+Kopf feeds it (handlers.py binds Kopf's indexes and marks namespaces dirty); it knows
+nothing of Kopf. Everything it reads comes from those in-memory indexes, so a namespace
+event costs one namespace's plan, never a relist, and an unchanged world costs no write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import structlog
+
+from envisolation import constants as c
+from envisolation.conditions import Outcome, invalid_status, status_for
+from envisolation.kinds import PolicyDict, StatusDict
+from envisolation.kube import ApiError, ObjectRef
+from envisolation.metrics import NAMESPACES, POLICIES_REPAIRED, POLICIES_WRITTEN, RECONCILE_SECONDS
+from envisolation.model import EnvironmentIsolation, InvalidSpec, IsolationRecord, NamespaceFacts
+from envisolation.plan import LivePolicy, NamespacePlan, Verb, plan_namespace
+from envisolation.render import Decision, RenderContext, decide
+
+log = structlog.get_logger("envisolation.controller")
+
+
+class KubeApi(Protocol):
+    async def apply_policy(self, policy: PolicyDict) -> Mapping[str, Any]: ...
+    async def delete_policy(
+        self, namespace: str, name: str, uid: str, resource_version: str
+    ) -> None: ...
+    async def apply_status(self, name: str, status: StatusDict) -> None: ...
+    async def post_event(
+        self, ref: ObjectRef, reason: str, message: str, warning: bool = False
+    ) -> None: ...
+
+
+@dataclass
+class _Written:
+    """A write of ours that the watch may not have delivered yet."""
+
+    rv: int
+    policy: LivePolicy | None  # None: we deleted the object with this uid
+    uid: str
+    at: float
+
+
+def _rv(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return -1
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Controller:
+    def __init__(
+        self,
+        kube: KubeApi,
+        ctx: RenderContext,
+        resync_seconds: float = c.DEFAULT_RESYNC_SECONDS,
+        concurrency: int = 16,
+    ) -> None:
+        self.kube = kube
+        self.ctx = ctx
+        self.resync_seconds = resync_seconds
+        self._sem = asyncio.Semaphore(concurrency)
+        self._namespaces: Mapping[str, Collection[NamespaceFacts]] = {}
+        self._policies: Mapping[str, Collection[LivePolicy]] = {}
+        self._records: Mapping[str, Collection[IsolationRecord]] = {}
+        self._bound = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._dirty: set[str] = set()
+        self._all_dirty = True
+        self._outcomes: dict[str, Outcome] = {}
+        self._retry_at: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._written: dict[str, dict[str, _Written]] = {}
+        self._parsed: dict[tuple[str, int, bool], EnvironmentIsolation | InvalidSpec] = {}
+        self._status_due = True
+        self._last_status = 0.0
+        self._sent: dict[str, tuple[StatusDict, float]] = {}
+        self.passes = 0  # completed reconcile passes (for tests and the health probe)
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def bind(
+        self,
+        namespaces: Mapping[str, Collection[NamespaceFacts]],
+        policies: Mapping[str, Collection[LivePolicy]],
+        records: Mapping[str, Collection[IsolationRecord]],
+    ) -> None:
+        """Hand over Kopf's live indexes (they are complete once any handler runs)."""
+        self._namespaces, self._policies, self._records = namespaces, policies, records
+        self._bound.set()
+
+    def touch(self, namespace: str) -> None:
+        self._dirty.add(namespace)
+        self._wake.set()
+
+    def touch_all(self) -> None:
+        self._all_dirty = True
+        self._wake.set()
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def parse(self, record: IsolationRecord) -> EnvironmentIsolation | InvalidSpec:
+        key = record.key
+        if key not in self._parsed:
+            try:
+                self._parsed[key] = record.parse()
+            except InvalidSpec as e:
+                self._parsed[key] = e
+        return self._parsed[key]
+
+    def records(self) -> list[IsolationRecord]:
+        return [r for store in self._records.values() for r in store]
+
+    def remaining(self, isolation: str) -> int:
+        """Live policies still labelled with `isolation` (for deletionPolicy Delete)."""
+        return sum(
+            1 for store in self._policies.values() for p in store if p.isolation == isolation
+        )
+
+    def converged(self, isolation: str) -> bool:
+        owned = [o for o in self._outcomes.values() if o.decision.owner == isolation]
+        return not self._dirty and not self._all_dirty and all(o.converged for o in owned)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self._bound.wait()
+        next_resync = time.monotonic() + self.resync_seconds
+        while True:
+            now = time.monotonic()
+            if now >= next_resync:
+                self._all_dirty = True
+                next_resync = now + self.resync_seconds
+            due = {ns for ns, t in self._retry_at.items() if t <= now}
+            if self._all_dirty:
+                self._all_dirty = False
+                self._dirty.clear()
+                batch = set(self._namespaces) | set(self._outcomes)
+            else:
+                batch, self._dirty = self._dirty | due, set()
+            if batch:
+                await self._pass(batch)
+            await self._maybe_flush_status()
+            waits = [next_resync, *self._retry_at.values()]
+            if self._status_due:
+                waits.append(self._last_status + c.STATUS_MIN_INTERVAL_SECONDS)
+            timeout = max(0.0, min(waits) - time.monotonic())
+            if not self._dirty and not self._all_dirty:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            # Let a burst of events land in one batch.
+            await asyncio.sleep(0.05)
+
+    async def _pass(self, batch: set[str]) -> None:
+        started = time.monotonic()
+        valid: list[EnvironmentIsolation] = []
+        known: set[str] = set()
+        for rec in self.records():
+            iso = self.parse(rec)
+            if isinstance(iso, InvalidSpec):
+                continue  # fail closed: its policies stay as they are
+            valid.append(iso)
+            if not (iso.deleting and iso.deletion_policy == "Orphan"):
+                known.add(iso.name)
+        await asyncio.gather(*(self._guarded(ns, valid, known) for ns in sorted(batch)))
+        self._status_due = True
+        self.passes += 1
+        RECONCILE_SECONDS.observe(time.monotonic() - started)
+
+    async def _guarded(self, ns: str, valid: list[EnvironmentIsolation], known: set[str]) -> None:
+        async with self._sem:
+            try:
+                await self._reconcile(ns, valid, known)
+            except Exception:  # one namespace must never stop the loop
+                log.exception("reconcile failed", namespace=ns)
+                self._backoff(ns)
+
+    def _live(self, ns: str) -> list[LivePolicy]:
+        """The index's view, corrected by our own writes it has not seen yet."""
+        live = {p.name: p for p in self._policies.get(ns, ())}
+        pending = self._written.get(ns, {})
+        for name, w in list(pending.items()):
+            cur = live.get(name)
+            stale = time.monotonic() - w.at > 30
+            if w.policy is None:
+                if cur is not None and cur.uid == w.uid and not stale:
+                    del live[name]
+                else:
+                    del pending[name]
+            elif (cur is not None and _rv(cur.resource_version) >= w.rv) or stale:
+                del pending[name]
+            else:
+                live[name] = w.policy
+        if not pending:
+            self._written.pop(ns, None)
+        return sorted(live.values(), key=lambda p: p.name)
+
+    async def _reconcile(self, ns: str, valid: list[EnvironmentIsolation], known: set[str]) -> None:
+        facts = next(iter(self._namespaces.get(ns, ())), None)
+        if facts is None:  # the namespace is gone
+            self._outcomes.pop(ns, None)
+            self._retry_at.pop(ns, None)
+            self._written.pop(ns, None)
+            return
+        decision = decide(facts, valid, self.ctx)
+        plan = plan_namespace(decision, self._live(ns), known)
+        previous = self._outcomes.get(ns)
+        outcome = Outcome(decision, True, None, plan.would_apply, plan.would_delete)
+        if plan.empty:
+            self._outcomes[ns] = outcome
+            self._settled(ns)
+            return
+        bound = log.bind(namespace=ns, segment=decision.segment, isolation=decision.owner)
+        done: list[str] = []
+        try:
+            for action in plan.actions:
+                await self._execute(ns, action)
+                done.append(str(action))
+        except ApiError as e:
+            bound.warning("write failed", error=str(e), done=done, transient=e.transient)
+            self._outcomes[ns] = replace(outcome, converged=False, error=str(e))
+            self._backoff(ns)
+            return
+        self._outcomes[ns] = outcome
+        self._settled(ns)
+        drift = previous is not None and previous.converged and previous.decision == decision
+        if drift:
+            POLICIES_REPAIRED.inc(len(plan.actions))
+        bound.info("repaired drift" if drift else "policies changed", actions=done)
+        await self._announce(facts, decision, plan, drift)
+
+    async def _execute(self, ns: str, action: Any) -> None:
+        bucket = self._written.setdefault(ns, {})
+        if action.verb is Verb.APPLY:
+            body = await self.kube.apply_policy(action.policy)
+            live = LivePolicy.from_body(body)
+            bucket[action.name] = _Written(
+                _rv(live.resource_version), live, live.uid, time.monotonic()
+            )
+            POLICIES_WRITTEN.labels("create" if action.created else "update").inc()
+        else:
+            await self.kube.delete_policy(ns, action.name, action.uid, action.resource_version)
+            bucket[action.name] = _Written(0, None, action.uid, time.monotonic())
+            POLICIES_WRITTEN.labels("delete").inc()
+
+    async def _announce(
+        self, facts: NamespaceFacts, d: Decision, plan: NamespacePlan, drift: bool
+    ) -> None:
+        verbs: dict[str, list[str]] = {}
+        for a in plan.actions:
+            key = "deleted" if a.verb is Verb.DELETE else "created" if a.created else "updated"
+            verbs.setdefault(key, []).append(a.name)
+        what = "; ".join(f"{k} {', '.join(v)}" for k, v in sorted(verbs.items()))
+        where = f" (segment {d.segment}, isolation {d.owner})" if d.owner else ""
+        reason = "DriftRepaired" if drift else "PoliciesUpdated" if d.owner else "PoliciesRemoved"
+        await self.kube.post_event(ObjectRef("Namespace", facts.name), reason, what + where)
+
+    def _settled(self, ns: str) -> None:
+        self._retry_at.pop(ns, None)
+        self._failures.pop(ns, None)
+
+    def _backoff(self, ns: str) -> None:
+        n = self._failures.get(ns, 0) + 1
+        self._failures[ns] = n
+        self._retry_at[ns] = time.monotonic() + min(60.0, 0.5 * 2**n)
+
+    # -- status ------------------------------------------------------------------------------
+
+    async def _maybe_flush_status(self) -> None:
+        if not self._status_due:
+            return
+        if time.monotonic() - self._last_status < c.STATUS_MIN_INTERVAL_SECONDS:
+            return
+        self._status_due = False
+        self._last_status = time.monotonic()
+        self._export_metrics()
+        outcomes = list(self._outcomes.values())
+        for rec in self.records():
+            iso = self.parse(rec)
+            now = _now()
+            if isinstance(iso, InvalidSpec):
+                status = invalid_status(rec.generation, str(iso), rec.status, now)
+            else:
+                status = status_for(iso, outcomes, rec.status, now, pending=bool(self._dirty))
+            if dict(status) == dict(rec.status):
+                continue
+            sent, at = self._sent.get(rec.name, ({}, 0.0))
+            if sent == status and time.monotonic() - at < 10:
+                continue  # written already; the watch has not delivered it yet
+            self._sent[rec.name] = (status, time.monotonic())
+            try:
+                await self.kube.apply_status(rec.name, status)
+            except ApiError as e:
+                log.warning("status write failed", isolation=rec.name, error=str(e))
+                self._status_due = True
+                continue
+            await self._status_events(rec, status)
+
+    async def _status_events(self, rec: IsolationRecord, status: StatusDict) -> None:
+        """Events for what a person should hear about, once per change (never per loop)."""
+        old = {x.get("type"): x for x in rec.status.get("conditions") or []}
+        ref = ObjectRef(c.KIND, rec.name, rec.uid, c.API_VERSION)
+        for cond in status.get("conditions", []):
+            before = old.get(cond["type"]) or {}
+            moved = before.get("status") != cond["status"] or before.get("reason") != cond["reason"]
+            if cond["type"] == "Ready":
+                new_gen = rec.status.get("observedGeneration") != status.get("observedGeneration")
+                if cond["reason"] == "Progressing" or not (
+                    moved or (new_gen and cond["status"] == "True")
+                ):
+                    continue
+                await self.kube.post_event(
+                    ref, cond["reason"], cond["message"], cond["status"] != "True"
+                )
+            elif (
+                cond["type"] == "Conflict"
+                and moved
+                and (cond["status"] == "True" or before.get("status") == "True")
+            ):
+                await self.kube.post_event(
+                    ref, cond["reason"], cond["message"], cond["status"] == "True"
+                )
+
+    def _export_metrics(self) -> None:
+        NAMESPACES.clear()
+        counts: dict[tuple[str, str, str], int] = {}
+        for o in self._outcomes.values():
+            d = o.decision
+            if d.owner is None:
+                continue
+            key = (d.owner, d.segment or "", d.state.value)
+            counts[key] = counts.get(key, 0) + 1
+        for (iso, seg, state), n in counts.items():
+            NAMESPACES.labels(iso, seg, state).set(n)

@@ -1,0 +1,153 @@
+"""Kopf handlers: thin. They keep indexes, mark work for the controller, and report.
+
+Namespaces and NetworkPolicies are only indexed and watched (`@kopf.index`,
+`@kopf.on.event`): Kopf writes nothing to them. Only our own EnvironmentIsolation gets
+Kopf's change-detecting handlers (and a finalizer, only with deletionPolicy Delete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+import structlog
+
+from envisolation import constants as c
+from envisolation.controller import Controller
+from envisolation.kube import Kube, ObjectRef
+from envisolation.model import InvalidSpec, IsolationRecord, NamespaceFacts
+from envisolation.plan import LivePolicy
+from envisolation.render import RenderContext
+
+log = structlog.get_logger("envisolation.handlers")
+MANAGED = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = f"{c.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=c.GROUP, key="last-handled-configuration"
+    )
+    settings.peering.standalone = True
+    settings.scanning.disabled = True
+    settings.posting.enabled = False  # our Events are explicit, one per change
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
+    settings.execution.max_workers = 4
+    settings.posting.level = logging.WARNING
+    kube = Kube()
+    ctx = RenderContext(
+        operator_namespace=str(memo.get("operator_namespace", c.DEFAULT_OPERATOR_NAMESPACE))
+    )
+    resync = float(memo.get("resync_seconds", c.DEFAULT_RESYNC_SECONDS))
+    memo.kube = kube
+    memo.controller = Controller(kube, ctx, resync_seconds=resync)
+    memo.task = asyncio.create_task(memo.controller.run(), name="envisolation-controller")
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("task")
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    if memo.get("kube") is not None:
+        memo.kube.close()
+
+
+@kopf.on.probe(id="controller")
+def probe(memo: kopf.Memo, **_: Any) -> str:
+    task = memo.get("task")
+    if task is None or task.done():
+        raise RuntimeError("the reconcile loop is not running")
+    return f"{memo.controller.passes} passes"
+
+
+# -- indexes (no writes, complete before any handler runs) ---------------------------------
+
+
+@kopf.index("", "v1", "namespaces")
+def namespace_facts(body: kopf.Body, name: str, **_: Any) -> dict[str, NamespaceFacts]:
+    return {name: NamespaceFacts.from_body(body)}
+
+
+@kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
+def managed_policies(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, LivePolicy]:
+    return {namespace or "": LivePolicy.from_body(body)}
+
+
+@kopf.index(c.GROUP, c.VERSION, c.PLURAL)
+def isolation_records(body: kopf.Body, name: str, **_: Any) -> dict[str, IsolationRecord]:
+    return {name: IsolationRecord.from_body(body)}
+
+
+def _controller(memo: kopf.Memo, kwargs: dict[str, Any]) -> Controller:
+    controller: Controller = memo.controller
+    controller.bind(
+        kwargs["namespace_facts"], kwargs["managed_policies"], kwargs["isolation_records"]
+    )
+    return controller
+
+
+# -- what we watch but do not own ---------------------------------------------------------
+
+
+@kopf.on.event("", "v1", "namespaces")
+def namespace_changed(name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    _controller(memo, kwargs).touch(name)
+
+
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
+def policy_changed(namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    _controller(memo, kwargs).touch(namespace or "")
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
+def isolation_event(type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    controller = _controller(memo, kwargs)
+    if type == "DELETED":
+        controller.touch_all()  # its namespaces may now belong to another isolation
+
+
+# -- our own resource ---------------------------------------------------------------------
+
+
+@kopf.on.resume(c.GROUP, c.VERSION, c.PLURAL)
+@kopf.on.create(c.GROUP, c.VERSION, c.PLURAL)
+@kopf.on.update(c.GROUP, c.VERSION, c.PLURAL, field="spec")
+async def reconcile_isolation(
+    body: kopf.Body, name: str, uid: str, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """One idempotent reconcile: validate, then let the controller converge every namespace."""
+    controller = _controller(memo, kwargs)
+    record = IsolationRecord.from_body(body)
+    parsed = controller.parse(record)
+    controller.touch_all()  # status follows from the controller, valid or not
+    if isinstance(parsed, InvalidSpec):
+        await memo.kube.post_event(
+            ObjectRef(c.KIND, name, uid, c.API_VERSION), "InvalidSpec", str(parsed), warning=True
+        )
+        raise kopf.PermanentError(str(parsed))
+    log.info("spec accepted", isolation=name, generation=record.generation)
+
+
+def _delete_policy(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("deletionPolicy") == "Delete"
+
+
+@kopf.on.delete(c.GROUP, c.VERSION, c.PLURAL, when=_delete_policy)
+async def remove_policies(name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    """deletionPolicy Delete: hold the finalizer until every policy of ours is gone."""
+    controller = _controller(memo, kwargs)
+    controller.touch_all()
+    left = controller.remaining(name)
+    if left:
+        raise kopf.TemporaryError(f"{left} NetworkPolicies left to delete", delay=1)
+    log.info("all policies removed", isolation=name)

@@ -1,0 +1,189 @@
+"""The only module that talks to the Kubernetes API (Kopf's own watches aside).
+
+Every call runs in a bounded thread pool, so the blocking official client never blocks
+Kopf's event loop. Responses are read as raw JSON (`_preload_content=False`): the
+client's model deserialisation is slow and we never need it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+
+from envisolation import constants as c
+from envisolation.kinds import PolicyDict, StatusDict
+from envisolation.metrics import API_ERRORS, API_WRITES
+
+APPLY = "application/apply-patch+yaml"
+
+
+class ApiError(Exception):
+    """An API call failed; `transient` says whether a retry can fix it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}" if status else message)
+        self.status = status
+        self.transient = status == 0 or status in (409, 429) or status >= 500 or status == 403
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """What an Event is about."""
+
+    kind: str
+    name: str
+    uid: str = ""
+    api_version: str = "v1"
+    namespace: str = ""
+
+
+def load_config() -> client.Configuration:
+    """In-cluster config when running in a Pod, else the current kubeconfig."""
+    cfg = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    return cfg
+
+
+class Kube:
+    def __init__(self, cfg: client.Configuration | None = None, workers: int = 16) -> None:
+        cfg = cfg or load_config()
+        cfg.connection_pool_maxsize = workers
+        self._api = client.ApiClient(cfg)
+        self._net = client.NetworkingV1Api(self._api)
+        self._core = client.CoreV1Api(self._api)
+        self._custom = client.CustomObjectsApi(self._api)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="kube")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._api.close()  # type: ignore[no-untyped-call]
+
+    async def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            resp = await loop.run_in_executor(
+                self._pool, partial(fn, *args, _preload_content=False, **kw)
+            )
+            data = resp.data
+        except client.ApiException as e:
+            API_ERRORS.labels(what, str(e.status)).inc()
+            raise ApiError(int(e.status or 0), _reason(e)) from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            API_ERRORS.labels(what, "connection").inc()
+            raise ApiError(0, f"connection failed: {e}") from e
+        return json.loads(data) if data else {}
+
+    async def apply_policy(self, policy: PolicyDict) -> Mapping[str, Any]:
+        """Server-side apply, forcing: the object is named and labelled as ours."""
+        meta = policy["metadata"]
+        out: Mapping[str, Any] = await self._call(
+            "apply_policy",
+            self._net.patch_namespaced_network_policy,
+            meta["name"],
+            meta["namespace"],
+            policy,
+            field_manager=c.FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+        API_WRITES.labels("apply").inc()
+        return out
+
+    async def delete_policy(
+        self, namespace: str, name: str, uid: str, resource_version: str
+    ) -> None:
+        """Delete exactly the object we planned against; a 404 means it is already gone."""
+        body = None
+        if uid:
+            pre = client.V1Preconditions(uid=uid, resource_version=resource_version or None)
+            body = client.V1DeleteOptions(preconditions=pre)
+        try:
+            await self._call(
+                "delete_policy",
+                self._net.delete_namespaced_network_policy,
+                name,
+                namespace,
+                body=body,
+            )
+        except ApiError as e:
+            if e.status != 404:
+                raise
+        API_WRITES.labels("delete").inc()
+
+    async def apply_status(self, name: str, status: StatusDict) -> None:
+        body = {
+            "apiVersion": c.API_VERSION,
+            "kind": c.KIND,
+            "metadata": {"name": name},
+            "status": status,
+        }
+        try:
+            await self._call(
+                "apply_status",
+                self._custom.patch_cluster_custom_object_status,
+                c.GROUP,
+                c.VERSION,
+                c.PLURAL,
+                name,
+                body,
+                field_manager=c.FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+            )
+        except ApiError as e:
+            if e.status != 404:  # deleted meanwhile: nothing to report on
+                raise
+        API_WRITES.labels("status").inc()
+
+    async def post_event(
+        self, ref: ObjectRef, reason: str, message: str, warning: bool = False
+    ) -> None:
+        """One core/v1 Event; failures are swallowed, an Event is never worth a retry loop."""
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ns = ref.namespace or "default"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{ref.name}.{secrets.token_hex(8)}", "namespace": ns},
+            "involvedObject": {
+                "apiVersion": ref.api_version,
+                "kind": ref.kind,
+                "name": ref.name,
+                "uid": ref.uid,
+                **({"namespace": ref.namespace} if ref.namespace else {}),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": c.EVENT_SOURCE},
+            "reportingComponent": c.EVENT_SOURCE,
+            "reportingInstance": c.EVENT_SOURCE,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self._call("post_event", self._core.create_namespaced_event, ns, body)
+        except ApiError:
+            return
+        API_WRITES.labels("event").inc()
+
+
+def _reason(e: client.ApiException) -> str:
+    try:
+        return str(json.loads(e.body or "{}").get("message") or e.reason)
+    except (TypeError, ValueError):
+        return str(e.reason)

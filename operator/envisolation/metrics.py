@@ -1,0 +1,30 @@
+"""Prometheus metrics, served on /metrics by `envisolation run`."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+NAMESPACES = Gauge(
+    "envisolation_namespaces",
+    "Namespaces per isolation, segment and state (Isolated, Audit, Off, Conflict, ...)",
+    ["isolation", "segment", "state"],
+)
+POLICIES_WRITTEN = Counter(
+    "envisolation_policies_written_total",
+    "NetworkPolicies the operator created, updated or deleted",
+    ["action"],
+)
+POLICIES_REPAIRED = Counter(
+    "envisolation_policies_repaired_total",
+    "Managed NetworkPolicies restored after someone else changed or deleted them",
+)
+RECONCILE_SECONDS = Histogram(
+    "envisolation_reconcile_duration_seconds",
+    "Time to reconcile one batch of namespaces",
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+API_WRITES = Counter("envisolation_api_writes_total", "API writes by kind", ["kind"])
+API_ERRORS = Counter("envisolation_api_errors_total", "Failed API calls", ["call", "code"])
+EXPOSURES = Gauge(
+    "envisolation_exposures", "Cross-segment paths the spec does not allow", ["isolation"]
+)

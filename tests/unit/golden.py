@@ -1,0 +1,52 @@
+"""Golden cases: tests/golden/<case>/input.yaml -> expected.yaml (+ plan.yaml).
+
+input.yaml holds EnvironmentIsolations, Namespaces and (optionally) the live managed
+NetworkPolicies; options.yaml may set as_enforce and operator_namespace.
+expected.yaml is exactly what `envisolation render` prints; plan.yaml, written when the
+input has live policies, lists the ordered writes the operator would make.
+Regenerate with `make golden` after checking that the difference is intended.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from envisolation.cli import dump, render_all
+from envisolation.model import EnvironmentIsolation, NamespaceFacts
+from envisolation.plan import LivePolicy, plan_namespace
+from envisolation.render import RenderContext, decide
+
+ROOT = Path(__file__).resolve().parent.parent / "golden"
+
+
+def cases() -> list[str]:
+    return sorted(p.name for p in ROOT.iterdir() if (p / "input.yaml").exists())
+
+
+def compute(case: str) -> dict[str, str]:
+    d = ROOT / case
+    docs = [x for x in yaml.safe_load_all((d / "input.yaml").read_text()) if x]
+    opts = yaml.safe_load((d / "options.yaml").read_text()) if (d / "options.yaml").exists() else {}
+    ctx = RenderContext(
+        operator_namespace=opts.get("operator_namespace", "envisolation-system"),
+        as_enforce=bool(opts.get("as_enforce", False)),
+    )
+    isos = [EnvironmentIsolation.from_body(x) for x in docs if x["kind"] == "EnvironmentIsolation"]
+    namespaces = [NamespaceFacts.from_body(x) for x in docs if x["kind"] == "Namespace"]
+    live = [LivePolicy.from_body(x) for x in docs if x["kind"] == "NetworkPolicy"]
+    out = {"expected.yaml": dump(render_all(isos, namespaces, ctx), "yaml")}
+    if live:
+        known = {i.name for i in isos if not (i.deleting and i.deletion_policy == "Orphan")}
+        managed = [p for p in live if p.isolation is not None]
+        lines: list[str] = []
+        for ns in sorted(namespaces, key=lambda n: n.name):
+            decision = decide(ns, isos, ctx)
+            plan = plan_namespace(decision, [p for p in managed if p.namespace == ns.name], known)
+            lines.append(f"# {ns.name}: {decision.state.value}, owner {decision.owner}")
+            lines.extend(f"- {a}" for a in plan.actions)
+            if plan.would_apply or plan.would_delete:
+                lines.append(f"# audit: would apply {plan.would_apply}, delete {plan.would_delete}")
+        out["plan.yaml"] = "\n".join(lines) + "\n"
+    return out
