@@ -1,0 +1,270 @@
+"""The API tier: one real control plane per session (hack/cluster), driven with kubectl.
+
+Fixtures:
+  cluster    the running cluster (kubeconfig, binaries, component logs)
+  kubectl    a kubectl bound to it
+  make_ns    creates uniquely named namespaces, deleted after the test
+  operator   `envisolation run` as a real subprocess against the cluster (restartable)
+When a test fails, the tail of the operator's log and of any dead component is attached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HACK = ROOT / "hack"
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class Cluster:
+    dir: Path
+    kubeconfig: Path
+    bin_dir: Path
+
+    def state(self) -> dict[str, Any]:
+        return dict(json.loads((self.dir / "state.json").read_text()))
+
+    def dead_components(self) -> list[str]:
+        dead = []
+        for name, pid in self.state()["pids"].items():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                dead.append(name)
+        return dead
+
+    def log(self, component: str) -> Path:
+        return self.dir / "logs" / f"{component}.log"
+
+
+class Kubectl:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True, user: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.cluster.bin_dir / "kubectl"), *args]
+        if user:
+            argv += ["--as", user]
+        res = subprocess.run(
+            argv, input=input, capture_output=True, text=True, env=self.env, check=False
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{res.stderr}")
+        return res
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "-o", "json").stdout)
+
+    def apply(self, manifest: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return self("apply", "-f", "-", *args, input=manifest)
+
+    def policies(self, namespace: str) -> dict[str, dict[str, Any]]:
+        items = self.json("get", "networkpolicies", "-n", namespace)["items"]
+        return {p["metadata"]["name"]: p for p in items}
+
+    def metric_sum(self, name: str, **labels: str) -> float:
+        """Sum of an API server metric's samples whose labels match."""
+        text = self("get", "--raw", "/metrics").stdout
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name + "{"):
+                continue
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+            if all(re.fullmatch(v, found.get(k, "")) for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def policy_writes(self) -> float:
+        return self.metric_sum(
+            "apiserver_request_total",
+            resource="networkpolicies",
+            verb="POST|PUT|PATCH|APPLY|DELETE|DELETECOLLECTION",
+        )
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.25) -> Any:
+    """Retry `check` until it returns a truthy value without raising; re-raise at the end."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+            err: BaseException | None = AssertionError(f"still {value!r} after {timeout}s")
+        except AssertionError as e:
+            err = e
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout}s") from err
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    d = Path(tempfile.mkdtemp(prefix="envisolation-test-cluster-"))
+    up = subprocess.run(
+        [sys.executable, str(HACK / "cluster"), "up", "--dir", str(d)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if up.returncode != 0:
+        raise RuntimeError(f"hack/cluster up failed:\n{up.stderr}")
+    state = json.loads((d / "state.json").read_text())
+    c = Cluster(d, d / "kubeconfig", Path(state["bin_dir"]))
+    try:
+        yield c
+    finally:
+        subprocess.run(
+            [sys.executable, str(HACK / "cluster"), "down", "--dir", str(d)], check=False
+        )
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: Cluster) -> Kubectl:
+    k = Kubectl(cluster)
+    k("apply", "--server-side", "-f", str(ROOT / "crds"))
+    k("wait", "--for=condition=established", "crd/environmentisolations.envisolation.io")
+    return k
+
+
+@pytest.fixture
+def make_ns(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
+    created: list[str] = []
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+
+    def make(labels: dict[str, str] | None = None, name: str | None = None) -> str:
+        ns = name or f"{stem}-{secrets.token_hex(3)}"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": ns, "labels": labels or {}},
+        }
+        kubectl.apply(json.dumps(body))
+        created.append(ns)
+        return ns
+
+    yield make
+    for ns in created:
+        kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Operator:
+    cluster: Cluster
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    health: str = ""
+    metrics: str = ""
+    starts: int = field(default=0)
+
+    def start(self) -> None:
+        self.health = f"http://127.0.0.1:{free_port()}/healthz"
+        self.metrics = f"127.0.0.1:{free_port()}"
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        env["PYTHONPATH"] = str(ROOT / "operator")
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "envisolation", "run", "--liveness", self.health,
+                 "--metrics-bind", self.metrics, "--namespace", "envisolation-system"],
+                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )  # fmt: skip
+        self.starts += 1
+        eventually(self.healthy, timeout=60)
+
+    def healthy(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, "operator exited:\n" + tail(
+            self.log
+        )
+        try:
+            with urllib.request.urlopen(self.health, timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def metric(self, name: str) -> float:
+        with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and not line.startswith("#")
+        )
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, kubectl: Kubectl) -> Iterator[Operator]:
+    op = Operator(cluster, cluster.dir / "logs" / "operator.log")
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    c: Cluster | None = getattr(item, "funcargs", {}).get("cluster")
+    op: Operator | None = getattr(item, "funcargs", {}).get("operator")
+    k: Kubectl | None = getattr(item, "funcargs", {}).get("kubectl")
+    if c is None and op is not None:
+        c = op.cluster
+    if c is None and k is not None:
+        c = k.cluster
+    if op is not None:
+        report.sections.append(("operator log (tail)", tail(op.log, 60)))
+    if c is not None:
+        for name in c.dead_components():
+            report.sections.append((f"{name} DIED; log tail", tail(c.log(name))))

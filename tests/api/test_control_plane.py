@@ -1,0 +1,175 @@
+"""Smoke tests: the local control plane behaves like a real cluster."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.api.conftest import Kubectl, eventually
+
+pytestmark = pytest.mark.api
+
+POLICY = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: NS}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress: [{ports: [{port: 80}]}]
+"""
+
+
+def test_kubectl_creates_a_namespace_and_a_network_policy(kubectl: Kubectl, make_ns) -> None:
+    ns = make_ns()
+    kubectl.apply(POLICY.replace("NS", ns))
+    got = kubectl.json("get", "networkpolicy", "web", "-n", ns)
+    assert got["spec"]["ingress"][0]["ports"][0] == {"port": 80, "protocol": "TCP"}
+
+
+def test_server_side_apply_twice_changes_nothing(kubectl: Kubectl, make_ns) -> None:
+    ns = make_ns()
+    manifest = POLICY.replace("NS", ns)
+    kubectl.apply(manifest, "--server-side", "--field-manager=smoke")
+    rv1 = kubectl.json("get", "networkpolicy", "web", "-n", ns)["metadata"]["resourceVersion"]
+    kubectl.apply(manifest, "--server-side", "--field-manager=smoke")
+    rv2 = kubectl.json("get", "networkpolicy", "web", "-n", ns)["metadata"]["resourceVersion"]
+    assert rv1 == rv2
+
+
+def test_a_deleted_namespace_disappears(kubectl: Kubectl, make_ns) -> None:
+    ns = make_ns()
+    kubectl.apply(POLICY.replace("NS", ns))
+    kubectl("delete", "namespace", ns, "--wait=false")
+    eventually(lambda: kubectl("get", "namespace", ns, check=False).returncode != 0, timeout=60)
+
+
+def test_owner_references_cascade(kubectl: Kubectl, make_ns) -> None:
+    ns = make_ns()
+    kubectl("create", "configmap", "owner", "-n", ns)
+    uid = kubectl.json("get", "configmap", "owner", "-n", ns)["metadata"]["uid"]
+    child = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "child",
+            "namespace": ns,
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}
+            ],
+        },
+    }
+    kubectl.apply(json.dumps(child))
+    kubectl("delete", "configmap", "owner", "-n", ns)
+    eventually(
+        lambda: kubectl("get", "configmap", "child", "-n", ns, check=False).returncode != 0,
+        timeout=60,
+    )
+
+
+def test_a_crd_with_status_and_printer_columns_shows_them(kubectl: Kubectl, make_ns) -> None:
+    kubectl.apply(
+        "apiVersion: envisolation.io/v1alpha1\nkind: EnvironmentIsolation\n"
+        "metadata: {name: smoke-columns}\nspec:\n  namespaceLabel: smoke.test/none\n"
+        "  enforcement: Audit\n  segments: [{name: dev}]\n"
+    )
+    status = {"status": {"namespaces": 7, "policies": 21, "segmentNames": "dev",
+                         "conditions": [{"type": "Ready", "status": "True", "reason": "Test", "message": "",
+                                         "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}  # fmt: skip
+    kubectl(
+        "patch",
+        "enviso",
+        "smoke-columns",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+    )
+    out = kubectl("get", "environmentisolations", "smoke-columns").stdout
+    header, row = out.splitlines()[:2]
+    assert header.split() == [
+        "NAME",
+        "ENFORCEMENT",
+        "SEGMENTS",
+        "NAMESPACES",
+        "POLICIES",
+        "READY",
+        "AGE",
+    ]
+    assert row.split()[:6] == ["smoke-columns", "Audit", "dev", "7", "21", "True"]
+    kubectl("delete", "enviso", "smoke-columns")
+
+
+def test_a_validating_admission_policy_denies(kubectl: Kubectl, make_ns) -> None:
+    ns = make_ns({"smoke-vap": "on"})
+    kubectl.apply(
+        """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: smoke-no-big-configmaps}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}]
+  validations: [{expression: "!has(object.data) || size(object.data) < 2", message: "too many keys"}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: smoke-no-big-configmaps}
+spec:
+  policyName: smoke-no-big-configmaps
+  validationActions: [Deny]
+  matchResources: {namespaceSelector: {matchLabels: {smoke-vap: "on"}}}
+"""
+    )
+
+    def denied() -> bool:
+        res = kubectl(
+            "create",
+            "configmap",
+            "big",
+            "-n",
+            ns,
+            "--from-literal=a=1",
+            "--from-literal=b=2",
+            check=False,
+        )
+        return res.returncode != 0 and "too many keys" in res.stderr
+
+    try:
+        eventually(denied, timeout=30)
+        kubectl("create", "configmap", "small", "-n", ns, "--from-literal=a=1")
+    finally:
+        kubectl(
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy",
+            "smoke-no-big-configmaps",
+        )
+
+
+def test_a_user_without_rbac_is_forbidden(kubectl: Kubectl) -> None:
+    res = kubectl("get", "networkpolicies", "-A", user="nobody@example.com", check=False)
+    assert res.returncode != 0
+    assert "forbidden" in res.stderr.lower()
+
+
+def test_service_account_tokens_work(kubectl: Kubectl, make_ns, tmp_path) -> None:
+    ns = make_ns()
+    kubectl("create", "serviceaccount", "reader", "-n", ns)
+    token = kubectl("create", "token", "reader", "-n", ns).stdout.strip()
+    cfg = json.loads(kubectl("config", "view", "--raw", "-o", "json").stdout)
+    cfg["users"] = [{"name": "reader", "user": {"token": token}}]
+    cfg["contexts"][0]["context"]["user"] = "reader"
+    (tmp_path / "kubeconfig").write_text(json.dumps(cfg))
+    res = subprocess.run(
+        [str(kubectl.cluster.bin_dir / "kubectl"), "--kubeconfig", str(tmp_path / "kubeconfig"),
+         "auth", "whoami", "-o", "json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert (
+        json.loads(res.stdout)["status"]["userInfo"]["username"]
+        == f"system:serviceaccount:{ns}:reader"
+    )

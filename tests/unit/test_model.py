@@ -1,0 +1,175 @@
+"""Parsing and validation: defaults like the CRD's, errors that name the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from envisolation.model import Enforcement, EnvironmentIsolation, InvalidSpec, NamespaceFacts
+
+
+def body(**spec: Any) -> dict[str, Any]:
+    spec.setdefault("segments", [{"name": "dev"}, {"name": "prod"}])
+    return {"metadata": {"name": "env"}, "spec": spec}
+
+
+def test_defaults_match_the_crd() -> None:
+    iso = EnvironmentIsolation.from_body(body())
+    assert iso.namespace_label == "environment"
+    assert iso.enforcement is Enforcement.ENFORCE
+    assert iso.isolate == ("Ingress", "Egress")
+    assert iso.same_segment is True
+    assert iso.dns.enabled and iso.dns.namespace == "kube-system"
+    assert [(p.protocol, p.port) for p in iso.dns.ports] == [("UDP", 53), ("TCP", 53)]
+    assert iso.deletion_policy == "Orphan"
+    assert [s.enforcement for s in iso.segments] == [Enforcement.ENFORCE] * 2
+
+
+def test_segment_enforcement_overrides_the_default() -> None:
+    iso = EnvironmentIsolation.from_body(
+        body(
+            enforcement="Audit",
+            segments=[{"name": "dev"}, {"name": "prod", "enforcement": "Enforce"}],
+        )
+    )
+    assert [s.enforcement.value for s in iso.segments] == ["Audit", "Enforce"]
+
+
+RULE = {"name": "r", "ingress": [{"from": [{"podSelector": {}}]}]}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"segments": []}, "spec.segments: at least one segment is required"),
+        (
+            {"segments": [{"name": "dev"}, {"name": "dev"}]},
+            "spec.segments[1].name: duplicate segment name 'dev'",
+        ),
+        ({"segments": [{"name": "Dev"}]}, "spec.segments[0].name: 'Dev' must be a DNS label"),
+        ({"enforcement": "Maybe"}, "spec.enforcement: 'Maybe' is not one of Enforce, Audit, Off"),
+        (
+            {"enforcement": False},
+            "spec.enforcement: got the boolean false; YAML reads an unquoted Off",
+        ),
+        ({"isolate": []}, "spec.isolate: must name at least one of Ingress, Egress"),
+        (
+            {"namespaceLabel": "bad key!"},
+            "spec.namespaceLabel: 'bad key!' is not a valid label key",
+        ),
+        ({"allow": [RULE, RULE]}, "spec.allow[1].name: duplicate rule name 'r'"),
+        ({"allow": [{"name": "r"}]}, "spec.allow[0]: a rule needs ingress or egress"),
+        ({"allow": [{"name": "x" * 45, "ingress": []}]}, "at most 44 characters"),
+        (
+            {"allow": [{**RULE, "segments": ["qa"]}]},
+            "spec.allow[0].segments[0]: unknown segment 'qa'; segments are dev, prod",
+        ),
+        (
+            {"allow": [{"name": "r", "ingress": [{"from": [{"segment": "qa"}]}]}]},
+            "spec.allow[0].ingress[0].from[0].segment: unknown segment 'qa'; segments are dev, prod",
+        ),
+        (
+            {"allow": [{"name": "r", "egress": [{"to": [{}]}]}]},
+            "spec.allow[0].egress[0].to[0]: a peer needs podSelector, namespaceSelector, ipBlock or segment",
+        ),
+        (
+            {
+                "allow": [
+                    {"name": "r", "egress": [{"to": [{"segment": "dev", "namespaceSelector": {}}]}]}
+                ]
+            },
+            "spec.allow[0].egress[0].to[0]: segment and namespaceSelector cannot both be set",
+        ),
+        (
+            {
+                "allow": [
+                    {
+                        "name": "r",
+                        "egress": [
+                            {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}
+                        ],
+                    }
+                ]
+            },
+            "spec.allow[0].egress[0].to[0]: ipBlock cannot be combined with podSelector",
+        ),
+        (
+            {"allow": [{"name": "r", "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}]},
+            "spec.allow[0].egress[0].to[0].ipBlock.cidr: '10.0.0.0/33' is not a valid CIDR",
+        ),
+        (
+            {
+                "allow": [
+                    {
+                        "name": "r",
+                        "egress": [
+                            {"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["11.0.0.0/16"]}}]}
+                        ],
+                    }
+                ]
+            },
+            "spec.allow[0].egress[0].to[0].ipBlock.except[0]: '11.0.0.0/16' is not inside 10.0.0.0/8",
+        ),
+        (
+            {"allow": [{"name": "r", "ingress": [{"ports": [{"port": 90, "endPort": 80}]}]}]},
+            "spec.allow[0].ingress[0].ports[0].endPort: 80 is less than port 90",
+        ),
+        (
+            {"allow": [{"name": "r", "ingress": [{"ports": [{"port": "http", "endPort": 80}]}]}]},
+            "spec.allow[0].ingress[0].ports[0].endPort: needs a numeric port",
+        ),
+        (
+            {"allow": [{"name": "r", "ingress": [{"ports": [{"port": 70000}]}]}]},
+            "spec.allow[0].ingress[0].ports[0].port: 70000 is outside 1-65535",
+        ),
+        (
+            {"allow": [{"name": "r", "ingress": [{"ports": [{"protocol": "ICMP"}]}]}]},
+            "spec.allow[0].ingress[0].ports[0].protocol: 'ICMP' is not one of TCP, UDP, SCTP",
+        ),
+        (
+            {
+                "segments": [
+                    {
+                        "name": "dev",
+                        "namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]},
+                    }
+                ]
+            },
+            "spec.segments[0].namespaceSelector.matchExpressions[0].values: must be non-empty for operator In",
+        ),
+        (
+            {
+                "segments": [
+                    {"name": "dev", "namespaceSelector": {"matchLabels": {"environment": "prod"}}}
+                ]
+            },
+            "spec.segments[0].namespaceSelector.matchLabels: environment=prod contradicts",
+        ),
+        (
+            {"excludeNamespaces": ["Bad_NS"]},
+            "spec.excludeNamespaces[0]: 'Bad_NS' must be a DNS label",
+        ),
+        ({"deletionPolicy": "Keep"}, "spec.deletionPolicy: 'Keep' is not one of Orphan, Delete"),
+        ({"dns": {"enabled": "yes"}}, "spec.dns.enabled: must be true or false"),
+        ({"allow": {"name": "r"}}, "spec.allow: must be a list, got dict"),
+    ],
+)
+def test_invalid_spec_names_the_field(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidSpec) as err:
+        EnvironmentIsolation.from_body(body(**spec))
+    assert message in str(err.value)
+
+
+def test_missing_name_is_an_error() -> None:
+    with pytest.raises(InvalidSpec, match=r"metadata.name: required"):
+        EnvironmentIsolation.from_body({"spec": {"segments": [{"name": "a"}]}})
+
+
+def test_namespace_facts_imply_the_name_label_and_see_termination() -> None:
+    ns = NamespaceFacts.from_body(
+        {"metadata": {"name": "a", "labels": {"x": "1"}}, "status": {"phase": "Terminating"}}
+    )
+    assert ns.label_map == {"kubernetes.io/metadata.name": "a", "x": "1"}
+    assert ns.terminating
+    assert not NamespaceFacts.from_body({"metadata": {"name": "b"}}).terminating

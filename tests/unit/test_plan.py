@@ -1,0 +1,76 @@
+"""Planning: what counts as a difference, and the order that keeps namespaces closed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envisolation.model import EnvironmentIsolation, NamespaceFacts
+from envisolation.plan import LivePolicy, Verb, canonical, diff, live_after, plan_namespace
+from envisolation.render import RenderContext, decide
+
+CTX = RenderContext()
+
+
+def iso(**spec: Any) -> EnvironmentIsolation:
+    spec.setdefault("segments", [{"name": "dev"}, {"name": "prod"}])
+    return EnvironmentIsolation.from_body({"metadata": {"name": "env"}, "spec": spec})
+
+
+def ns(name: str, **labels: str) -> NamespaceFacts:
+    return NamespaceFacts.from_body({"metadata": {"name": name, "labels": labels}})
+
+
+def test_server_defaults_are_not_a_difference() -> None:
+    mine = {"podSelector": {}, "ingress": [{"ports": [{"port": 80}], "from": []}], "egress": []}
+    theirs = {"podSelector": {}, "ingress": [{"ports": [{"port": 80, "protocol": "TCP"}]}]}
+    assert canonical(mine) == canonical(theirs)
+    assert canonical({"ingress": [{}]}) != canonical({"ingress": []})
+
+
+def test_a_new_namespace_gets_every_allow_before_its_default_deny() -> None:
+    d = decide(ns("a", environment="dev"), [iso()], CTX)
+    plan = plan_namespace(d, [], {"env"})
+    names = [a.name for a in plan.actions]
+    assert names[-1] == "envisolation-default-deny"
+    assert all(a.verb is Verb.APPLY and a.created for a in plan.actions)
+
+
+def test_leaving_deletes_allows_first_and_the_deny_last() -> None:
+    d = decide(ns("a", environment="dev"), [iso()], CTX)
+    live = live_after(plan_namespace(d, [], {"env"}), [])
+    leave = plan_namespace(decide(ns("a"), [iso()], CTX), live, {"env"})
+    assert [a.verb for a in leave.actions] == [Verb.DELETE] * 3
+    assert leave.actions[-1].name == "envisolation-default-deny"
+
+
+def test_policies_of_an_unknown_isolation_are_left_alone() -> None:
+    d = decide(ns("a", environment="dev"), [iso()], CTX)
+    live = live_after(plan_namespace(d, [], {"env"}), [])
+    # The CR was deleted with Orphan: "env" is no longer known.
+    assert plan_namespace(decide(ns("a", environment="dev"), [], CTX), live, set()).empty
+
+
+def test_a_policy_without_our_labels_in_live_is_never_deleted() -> None:
+    theirs = LivePolicy(
+        "a", "theirs", "u", "1", (("team", "x"),), {"podSelector": {}, "policyTypes": ["Ingress"]}
+    )
+    assert diff("a", [], [theirs], {"env"}) == ()
+
+
+def test_relabelled_namespace_is_updated_in_place_with_no_delete_of_the_deny() -> None:
+    i = iso()
+    live = live_after(plan_namespace(decide(ns("a", environment="dev"), [i], CTX), [], {"env"}), [])
+    move = plan_namespace(decide(ns("a", environment="prod"), [i], CTX), live, {"env"})
+    assert all(a.verb is Verb.APPLY and not a.created for a in move.actions)
+    assert move.actions[-1].name == "envisolation-default-deny"
+    assert plan_namespace(
+        decide(ns("a", environment="prod"), [i], CTX), live_after(move, live), {"env"}
+    ).empty
+
+
+def test_audit_plans_nothing_but_counts_what_enforce_would_do() -> None:
+    plan = plan_namespace(
+        decide(ns("a", environment="dev"), [iso(enforcement="Audit")], CTX), [], {"env"}
+    )
+    assert plan.empty
+    assert plan.would_apply == 3
