@@ -24,7 +24,7 @@ from envisolation.kube import ApiError, ObjectRef
 from envisolation.metrics import NAMESPACES, POLICIES_REPAIRED, POLICIES_WRITTEN, RECONCILE_SECONDS
 from envisolation.model import EnvironmentIsolation, InvalidSpec, IsolationRecord, NamespaceFacts
 from envisolation.plan import LivePolicy, NamespacePlan, Verb, plan_namespace
-from envisolation.render import Decision, RenderContext, decide
+from envisolation.render import Decision, NamespaceState, RenderContext, decide
 
 log = structlog.get_logger("envisolation.controller")
 
@@ -88,6 +88,9 @@ class Controller:
         self._status_due = True
         self._last_status = 0.0
         self._sent: dict[str, tuple[StatusDict, float]] = {}
+        self._synced: dict[
+            str, tuple[str, int]
+        ] = {}  # isolation -> (uid, generation) of its last full pass
         self.passes = 0  # completed reconcile passes (for tests and the health probe)
 
     # -- inputs ------------------------------------------------------------------------------
@@ -152,7 +155,7 @@ class Controller:
             else:
                 batch, self._dirty = self._dirty | due, set()
             if batch:
-                await self._pass(batch)
+                await self._pass(batch, full=batch >= set(self._namespaces))
             await self._maybe_flush_status()
             waits = [next_resync, *self._retry_at.values()]
             if self._status_due:
@@ -165,7 +168,7 @@ class Controller:
             # Let a burst of events land in one batch.
             await asyncio.sleep(0.05)
 
-    async def _pass(self, batch: set[str]) -> None:
+    async def _pass(self, batch: set[str], full: bool) -> None:
         started = time.monotonic()
         valid: list[EnvironmentIsolation] = []
         known: set[str] = set()
@@ -177,6 +180,8 @@ class Controller:
             if not (iso.deleting and iso.deletion_policy == "Orphan"):
                 known.add(iso.name)
         await asyncio.gather(*(self._guarded(ns, valid, known) for ns in sorted(batch)))
+        if full:
+            self._synced = {iso.name: (iso.uid, iso.generation) for iso in valid}
         self._status_due = True
         self.passes += 1
         RECONCILE_SECONDS.observe(time.monotonic() - started)
@@ -219,6 +224,16 @@ class Controller:
         decision = decide(facts, valid, self.ctx)
         plan = plan_namespace(decision, self._live(ns), known)
         previous = self._outcomes.get(ns)
+        if decision.state is NamespaceState.CONFLICT and (
+            previous is None or previous.decision.claimants != decision.claimants
+        ):
+            await self.kube.post_event(
+                ObjectRef("Namespace", ns),
+                "Conflict",
+                f"claimed by EnvironmentIsolations {', '.join(decision.claimants)}; only the "
+                f"default-deny of {decision.owner} (the oldest) is kept",
+                warning=True,
+            )
         outcome = Outcome(decision, True, None, plan.would_apply, plan.would_delete)
         if plan.empty:
             self._outcomes[ns] = outcome
@@ -295,7 +310,8 @@ class Controller:
             if isinstance(iso, InvalidSpec):
                 status = invalid_status(rec.generation, str(iso), rec.status, now)
             else:
-                status = status_for(iso, outcomes, rec.status, now, pending=bool(self._dirty))
+                synced = self._synced.get(rec.name) == (iso.uid, iso.generation)
+                status = status_for(iso, outcomes, rec.status, now, pending=not synced)
             if dict(status) == dict(rec.status):
                 continue
             sent, at = self._sent.get(rec.name, ({}, 0.0))
