@@ -82,9 +82,9 @@ def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [100, 1000, 5000]
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    print(
-        f"{'N':>6} {'policies':>9} {'full s':>8} {'steady s':>9} {'json s':>8} {'full/json':>9} {'steady/json':>11}"
-    )
+    cols = ("N", "policies", "full s", "steady s", "json s", "full/json", "steady/json")
+    widths = (6, 9, 8, 9, 8, 9, 11)
+    print(" ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True)))
     for n in sizes:
         r = run(n)
         (out / f"render-{n}.json").write_text(json.dumps(r, indent=2) + "\n")
