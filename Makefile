@@ -35,6 +35,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check operator tests hack bench
 	$(VENV)/bin/ruff format --check operator tests hack bench
 	$(VENV)/bin/mypy --strict operator/envisolation
+	$(VENV)/bin/hadolint Dockerfile
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format operator tests hack bench

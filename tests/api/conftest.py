@@ -125,9 +125,8 @@ def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float 
         time.sleep(interval)
 
 
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    d = Path(tempfile.mkdtemp(prefix="envisolation-test-cluster-"))
+def start_cluster(prefix: str = "envisolation-test-cluster-") -> Cluster:
+    d = Path(tempfile.mkdtemp(prefix=prefix))
     up = subprocess.run(
         [sys.executable, str(HACK / "cluster"), "up", "--dir", str(d)],
         capture_output=True,
@@ -137,14 +136,23 @@ def cluster() -> Iterator[Cluster]:
     if up.returncode != 0:
         raise RuntimeError(f"hack/cluster up failed:\n{up.stderr}")
     state = json.loads((d / "state.json").read_text())
-    c = Cluster(d, d / "kubeconfig", Path(state["bin_dir"]))
+    return Cluster(d, d / "kubeconfig", Path(state["bin_dir"]))
+
+
+def stop_cluster(c: Cluster) -> None:
+    subprocess.run(
+        [sys.executable, str(HACK / "cluster"), "down", "--dir", str(c.dir)], check=False
+    )
+    shutil.rmtree(c.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    c = start_cluster()
     try:
         yield c
     finally:
-        subprocess.run(
-            [sys.executable, str(HACK / "cluster"), "down", "--dir", str(d)], check=False
-        )
-        shutil.rmtree(d, ignore_errors=True)
+        stop_cluster(c)
 
 
 @pytest.fixture(scope="session")
@@ -186,6 +194,7 @@ def free_port() -> int:
 class Operator:
     cluster: Cluster
     log: Path
+    kubeconfig: Path | None = None  # default: the cluster's admin kubeconfig
     proc: subprocess.Popen[bytes] | None = None
     health: str = ""
     metrics: str = ""
@@ -194,7 +203,8 @@ class Operator:
     def start(self) -> None:
         self.health = f"http://127.0.0.1:{free_port()}/healthz"
         self.metrics = f"127.0.0.1:{free_port()}"
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        kubeconfig = self.kubeconfig or self.cluster.kubeconfig
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = str(ROOT / "operator")
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(

@@ -504,3 +504,44 @@ def test_kubectl_get_shows_the_columns_filled(
     )
     row = kubectl("get", "environmentisolations", iso).stdout.splitlines()[1].split()
     assert row[:6] == [iso, "Enforce", "dev,prod", "2", "6", "True"]
+
+
+def test_policies_carry_nothing_copied_from_an_argocd_managed_cr(
+    kubectl: Kubectl, make_ns, label: str, operator: Operator
+) -> None:
+    body = {
+        "apiVersion": "envisolation.io/v1alpha1",
+        "kind": "EnvironmentIsolation",
+        "metadata": {
+            "name": f"argo-{secrets.token_hex(3)}",
+            "labels": {
+                "app.kubernetes.io/instance": "environments",
+                "argocd.argoproj.io/instance": "environments",
+            },
+            "annotations": {
+                "argocd.argoproj.io/tracking-id": "environments:envisolation.io/EnvironmentIsolation:/x",
+                "argocd.argoproj.io/sync-wave": "1",
+            },
+        },
+        "spec": {"namespaceLabel": label, "segments": [{"name": "dev"}]},
+    }
+    kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=argocd-controller",
+        "-f",
+        "-",
+        input=json.dumps(body),
+    )
+    try:
+        ns = make_ns({label: "dev"})
+        live = eventually(lambda: holds_exactly(kubectl, body["metadata"]["name"], ns))
+        for p in live.values():
+            meta = p["metadata"]
+            assert not any(
+                "argocd" in k or k == "app.kubernetes.io/instance" for k in meta.get("labels", {})
+            )
+            assert not any("argocd" in k for k in meta.get("annotations", {}))
+            assert not meta.get("ownerReferences")
+    finally:
+        kubectl("delete", "enviso", body["metadata"]["name"], "--wait=false")
