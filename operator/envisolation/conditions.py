@@ -8,7 +8,7 @@ world never causes a status write.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from envisolation import constants as c
@@ -19,13 +19,34 @@ from envisolation.render import Decision, NamespaceState
 
 @dataclass(frozen=True)
 class Outcome:
-    """One namespace as the controller last left it."""
+    """One namespace as the controller last left it.
+
+    `decision` is kept without its rendered policies (they are re-rendered on demand);
+    `policies` counts them and `fingerprint` tells whether they changed.
+    """
 
     decision: Decision
     converged: bool  # the live policies are exactly the desired ones
     error: str | None = None
     would_apply: int = 0
     would_delete: int = 0
+    policies: int = 0
+    fingerprint: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        decision: Decision,
+        converged: bool,
+        error: str | None = None,
+        would_apply: int = 0,
+        would_delete: int = 0,
+    ) -> Outcome:
+        slim = replace(decision, desired=(), preview=())
+        fingerprint = hash(repr(decision.desired))
+        return cls(
+            slim, converged, error, would_apply, would_delete, len(decision.desired), fingerprint
+        )
 
 
 def _condition(
@@ -116,7 +137,7 @@ def status_for(
     ]
     errors = sorted((o.decision.namespace, o.error) for o in owned if o.error)
     waiting = [o for o in owned if not o.converged and not o.error]
-    policies = sum(len(o.decision.desired) for o in owned)
+    policies = sum(o.policies for o in owned)
 
     if errors:
         ns, err = errors[0]

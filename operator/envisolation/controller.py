@@ -234,7 +234,7 @@ class Controller:
                 f"default-deny of {decision.owner} (the oldest) is kept",
                 warning=True,
             )
-        outcome = Outcome(decision, True, None, plan.would_apply, plan.would_delete)
+        outcome = Outcome.of(decision, True, None, plan.would_apply, plan.would_delete)
         if plan.empty:
             self._outcomes[ns] = outcome
             self._settled(ns)
@@ -252,7 +252,12 @@ class Controller:
             return
         self._outcomes[ns] = outcome
         self._settled(ns)
-        drift = previous is not None and previous.converged and previous.decision == decision
+        drift = (
+            previous is not None
+            and previous.converged
+            and previous.decision == outcome.decision
+            and previous.fingerprint == outcome.fingerprint
+        )
         if drift:
             POLICIES_REPAIRED.inc(len(plan.actions))
         bound.info("repaired drift" if drift else "policies changed", actions=done)

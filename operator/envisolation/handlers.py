@@ -8,7 +8,6 @@ Kopf's change-detecting handlers (and a finalizer, only with deletionPolicy Dele
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import kopf
@@ -41,7 +40,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.networking.request_timeout = 60
     settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
     settings.execution.max_workers = 4
-    settings.posting.level = logging.WARNING
     kube = Kube()
     ctx = RenderContext(
         operator_namespace=str(memo.get("operator_namespace", c.DEFAULT_OPERATOR_NAMESPACE))
@@ -63,7 +61,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.probe(id="controller")
-def probe(memo: kopf.Memo, **_: Any) -> str:
+async def probe(memo: kopf.Memo, **_: Any) -> str:
     task = memo.get("task")
     if task is None or task.done():
         raise RuntimeError("the reconcile loop is not running")
@@ -71,20 +69,24 @@ def probe(memo: kopf.Memo, **_: Any) -> str:
 
 
 # -- indexes (no writes, complete before any handler runs) ---------------------------------
+# Every handler is a coroutine: it runs on the event loop, where the controller lives
+# (a sync handler would run in Kopf's thread pool and race with it).
 
 
 @kopf.index("", "v1", "namespaces")
-def namespace_facts(body: kopf.Body, name: str, **_: Any) -> dict[str, NamespaceFacts]:
+async def namespace_facts(body: kopf.Body, name: str, **_: Any) -> dict[str, NamespaceFacts]:
     return {name: NamespaceFacts.from_body(body)}
 
 
 @kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
-def managed_policies(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, LivePolicy]:
+async def managed_policies(
+    body: kopf.Body, namespace: str | None, **_: Any
+) -> dict[str, LivePolicy]:
     return {namespace or "": LivePolicy.from_body(body)}
 
 
 @kopf.index(c.GROUP, c.VERSION, c.PLURAL)
-def isolation_records(body: kopf.Body, name: str, **_: Any) -> dict[str, IsolationRecord]:
+async def isolation_records(body: kopf.Body, name: str, **_: Any) -> dict[str, IsolationRecord]:
     return {name: IsolationRecord.from_body(body)}
 
 
@@ -100,17 +102,17 @@ def _controller(memo: kopf.Memo, kwargs: dict[str, Any]) -> Controller:
 
 
 @kopf.on.event("", "v1", "namespaces")
-def namespace_changed(name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+async def namespace_changed(name: str, memo: kopf.Memo, **kwargs: Any) -> None:
     _controller(memo, kwargs).touch(name)
 
 
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
-def policy_changed(namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+async def policy_changed(namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
     _controller(memo, kwargs).touch(namespace or "")
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
-def isolation_event(type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+async def isolation_event(type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
     controller = _controller(memo, kwargs)
     if type == "DELETED":
         controller.touch_all()  # its namespaces may now belong to another isolation

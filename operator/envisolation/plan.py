@@ -9,6 +9,8 @@ Only fields the operator owns are compared, so server defaults never cause a wri
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -44,8 +46,17 @@ class LivePolicy:
             uid=str(meta.get("uid", "")),
             resource_version=str(meta.get("resourceVersion", "")),
             labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
-            spec=cast(PolicySpecDict, body.get("spec") or {}),
+            spec=_shared_spec(json.dumps(body.get("spec") or {}, sort_keys=True)),
         )
+
+
+@functools.lru_cache(maxsize=8192)
+def _shared_spec(text: str) -> PolicySpecDict:
+    """One object for every equal spec: thousands of namespaces share a handful of specs.
+
+    Callers must treat the result as read-only (planning only compares it).
+    """
+    return cast(PolicySpecDict, json.loads(text))
 
 
 class Verb(StrEnum):

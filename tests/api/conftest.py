@@ -158,7 +158,7 @@ def cluster() -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def kubectl(cluster: Cluster) -> Kubectl:
     k = Kubectl(cluster)
-    k("apply", "--server-side", "-f", str(ROOT / "crds"))
+    k("apply", "--server-side", "-k", str(ROOT / "crds"))
     k("wait", "--for=condition=established", "crd/environmentisolations.envisolation.io")
     return k
 

@@ -24,7 +24,7 @@ def outcome(name: str, converged: bool = True, error: str | None = None, **label
     ns = NamespaceFacts.from_body(
         {"metadata": {"name": name, "labels": labels or {"environment": "dev"}}}
     )
-    return Outcome(decide(ns, [ISO, OTHER], RenderContext()), converged, error)
+    return Outcome.of(decide(ns, [ISO, OTHER], RenderContext()), converged, error)
 
 
 def cond(status: dict, ctype: str) -> dict:
