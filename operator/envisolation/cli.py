@@ -101,6 +101,50 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def read_dir(root: str) -> list[Mapping[str, Any]]:
+    """Every object in every .yaml, .yml and .json file under `root`, recursively."""
+    base = Path(root)
+    if not base.exists():
+        raise InputError(f"{root}: no such file or directory")
+    files = (
+        [base]
+        if base.is_file()
+        else sorted(p for p in base.rglob("*") if p.suffix in MANIFEST_SUFFIXES)
+    )
+    out: list[Mapping[str, Any]] = []
+    for f in files:
+        out.extend(d for d in _documents(str(f)) if d.get("kind"))
+    return out
+
+
+def cmd_reachability(args: argparse.Namespace) -> int:
+    from envisolation import reachability as r
+
+    try:
+        cluster, notes = r.build(read_dir(args.dir))
+    except InvalidSpec as e:
+        raise InputError(str(e)) from e
+    for note in sorted(set(notes)):
+        print(f"note: {note}", file=sys.stderr)
+    rows = [(str(x.src), str(x.dst), str(x.conns)) for x in r.connlist(cluster)]
+    sys.stdout.write(format_rows(rows, args.output))
+    return 0
+
+
+def format_rows(rows: Sequence[tuple[str, str, str]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([{"src": a, "dst": b, "conn": c} for a, b, c in rows], indent=2) + "\n"
+    if fmt == "csv":
+        return "".join(f"{a},{b},{c}\n" for a, b, c in [("src", "dst", "conn"), *rows])
+    if fmt == "md":
+        head = "| src | dst | conn |\n|-----|-----|------|\n"
+        return head + "".join(f"| {a} | {b} | {c} |\n" for a, b, c in rows)
+    return "".join(f"{a} => {b} : {c}\n" for a, b, c in rows)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -179,6 +223,15 @@ def parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--operator-namespace", default=c.DEFAULT_OPERATOR_NAMESPACE)
     render.set_defaults(func=cmd_render)
+
+    reach = sub.add_parser(
+        "reachability", help="list who may connect to whom under the NetworkPolicies in DIR"
+    )
+    reach.add_argument(
+        "dir", metavar="DIR", help="a directory (recursively) or a file of manifests"
+    )
+    reach.add_argument("-o", "--output", choices=["txt", "json", "csv", "md"], default="txt")
+    reach.set_defaults(func=cmd_reachability)
     return ap
 
 

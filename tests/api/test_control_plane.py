@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +174,47 @@ def test_service_account_tokens_work(kubectl: Kubectl, make_ns, tmp_path) -> Non
         json.loads(res.stdout)["status"]["userInfo"]["username"]
         == f"system:serviceaccount:{ns}:reader"
     )
+
+
+def test_hack_cluster_twice_up_twice_down_and_a_crash_give_clear_messages(tmp_path) -> None:
+    import os
+    import signal
+    import sys
+
+    from tests.api.conftest import HACK
+
+    d = tmp_path / "c"
+
+    def cluster(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(HACK / "cluster"), *args, "--dir", str(d)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    up = cluster("up")
+    assert up.returncode == 0, up.stderr
+    assert f"export KUBECONFIG={d.resolve()}/kubeconfig" in up.stdout
+    state = json.loads((d / "state.json").read_text())
+    again = cluster("up")
+    assert again.returncode == 0
+    assert "already running" in again.stderr
+    os.kill(state["pids"]["kube-apiserver"], signal.SIGKILL)
+    status = cluster("status")
+    assert status.returncode == 1
+    assert "EXITED" in status.stdout
+    half = cluster("up")
+    assert half.returncode == 1
+    assert "half up" in half.stderr
+    assert "Traceback" not in half.stderr
+    down = cluster("down")
+    assert down.returncode == 0
+    assert "kube-apiserver had already exited" in down.stderr
+    for pid in state["pids"].values():
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    assert not os.path.exists(state["etcd_data"])
+    twice = cluster("down")
+    assert twice.returncode == 0
+    assert "nothing to stop" in twice.stderr

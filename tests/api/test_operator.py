@@ -545,3 +545,42 @@ def test_policies_carry_nothing_copied_from_an_argocd_managed_cr(
             assert not meta.get("ownerReferences")
     finally:
         kubectl("delete", "enviso", body["metadata"]["name"], "--wait=false")
+
+
+def test_a_burst_of_namespace_events_is_coalesced_into_few_status_writes(
+    kubectl: Kubectl, make_iso, make_ns, label: str
+) -> None:
+    iso = make_iso(label)
+    first = make_ns({label: "dev"})
+    eventually(lambda: ready(kubectl, iso))
+    eventually(lambda: holds_exactly(kubectl, iso, first))
+
+    def status_writes() -> float:
+        return kubectl.metric_sum(
+            "apiserver_request_total",
+            resource="environmentisolations",
+            subresource="status",
+            verb="APPLY|PATCH|PUT",
+        )
+
+    before = status_writes()
+    names = [f"burst-{secrets.token_hex(3)}-{i}" for i in range(60)]
+    docs = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "labels": {label: "dev"}}}
+        for n in names
+    ]
+    kubectl.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    try:
+        for n in names[:3] + names[-3:]:
+            eventually(lambda n=n: holds_exactly(kubectl, iso, n), timeout=60)
+        # 60 namespace events and ~240 policy events: a handful of status writes.
+        eventually(
+            lambda: (
+                ready(kubectl, iso)
+                and kubectl.json("get", "enviso", iso)["status"]["namespaces"] == 61
+            )
+        )
+        writes = status_writes() - before
+        assert 1 <= writes <= 15, writes
+    finally:
+        kubectl("delete", "namespace", *names, "--wait=false")

@@ -1,0 +1,388 @@
+"""networking.k8s.io/v1 NetworkPolicy semantics: who may reach whom, on which ports.
+
+Pure. Written from the Kubernetes API reference:
+- a pod is isolated for a direction when some policy selecting it has that policyType
+  (explicit, or inferred: Ingress always, Egress when the policy has egress rules);
+- an isolated pod admits the union of the rules of every policy selecting it;
+- a connection needs the source's egress and the destination's ingress;
+- a rule with no (or empty) `from`/`to` matches every peer; no (or empty) `ports`, every
+  port; `ingress: []` admits nothing, `[{}]` everything;
+- a peer's podSelector alone means pods of the policy's namespace, namespaceSelector
+  alone every pod of the selected namespaces (`kubernetes.io/metadata.name` is implied on
+  every namespace), both together the selected pods of the selected namespaces;
+- ipBlock (cidr minus except) matches addresses outside the cluster only;
+- a port without protocol is TCP; endPort makes a range; a named port resolves against
+  the destination pod's container ports of the same protocol, and is dropped if none.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from envisolation.conns import ALL, NONE, Conns
+from envisolation.model import InvalidSpec, parse_selector
+from envisolation.selectors import LabelSelector
+
+IPV4_MAX = 2**32 - 1
+WORKLOAD_KINDS = (
+    "Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob",
+    "ReplicationController",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ContainerPort:
+    name: str
+    port: int
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Workload:
+    namespace: str
+    name: str
+    kind: str
+    labels: tuple[tuple[str, str], ...]
+    ports: tuple[ContainerPort, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}[{self.kind}]"
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+@dataclass(frozen=True)
+class External:
+    """A range of IPv4 addresses outside the cluster."""
+
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        return f"{ipaddress.IPv4Address(self.first)}-{ipaddress.IPv4Address(self.last)}[External]"
+
+
+@dataclass(frozen=True)
+class PortRule:
+    protocol: str
+    port: int | str | None
+    end_port: int | None
+
+
+@dataclass(frozen=True)
+class Peer:
+    pod_selector: LabelSelector | None
+    namespace_selector: LabelSelector | None
+    blocks: tuple[tuple[int, int], ...] | None  # IPv4 ranges, for ipBlock peers
+
+
+@dataclass(frozen=True)
+class Rule:
+    peers: tuple[Peer, ...] | None  # None: every peer
+    ports: tuple[PortRule, ...] | None  # None: every port
+
+
+@dataclass(frozen=True)
+class Policy:
+    namespace: str
+    name: str
+    pod_selector: LabelSelector
+    ingress: tuple[Rule, ...] | None  # None: this policy does not isolate ingress
+    egress: tuple[Rule, ...] | None
+
+    def selects(self, w: Workload) -> bool:
+        return w.namespace == self.namespace and self.pod_selector.matches(w.label_map)
+
+
+# -- parsing --------------------------------------------------------------------------------
+
+
+def _ipv4_ranges(block: Mapping[str, Any], path: str) -> tuple[tuple[int, int], ...]:
+    try:
+        net = ipaddress.ip_network(str(block.get("cidr")), strict=False)
+        holes = [ipaddress.ip_network(str(e), strict=False) for e in block.get("except") or []]
+    except ValueError as e:
+        raise InvalidSpec(f"{path}: {e}") from e
+    if net.version != 4:
+        return ()  # IPv6 ranges are not analysed
+    ranges = [(int(net.network_address), int(net.broadcast_address))]
+    for h in holes:
+        if h.version != 4:
+            continue
+        lo, hi = int(h.network_address), int(h.broadcast_address)
+        cut: list[tuple[int, int]] = []
+        for a, b in ranges:
+            if hi < a or lo > b:
+                cut.append((a, b))
+                continue
+            if a < lo:
+                cut.append((a, lo - 1))
+            if hi < b:
+                cut.append((hi + 1, b))
+        ranges = cut
+    return tuple(ranges)
+
+
+def _rules(raw: Any, key: str, path: str) -> tuple[Rule, ...]:
+    out = []
+    for i, r in enumerate(raw or []):
+        p = f"{path}[{i}]"
+        peers = None
+        if r.get(key):
+            items = []
+            for j, peer in enumerate(r[key]):
+                pp = f"{p}.{key}[{j}]"
+                blocks = (
+                    _ipv4_ranges(peer["ipBlock"], f"{pp}.ipBlock") if "ipBlock" in peer else None
+                )
+                items.append(
+                    Peer(
+                        parse_selector(peer["podSelector"], f"{pp}.podSelector")
+                        if "podSelector" in peer
+                        else None,
+                        parse_selector(peer["namespaceSelector"], f"{pp}.namespaceSelector")
+                        if "namespaceSelector" in peer
+                        else None,
+                        blocks,
+                    )
+                )
+            peers = tuple(items)
+        ports = None
+        if r.get("ports"):
+            ports = tuple(
+                PortRule(str(x.get("protocol") or "TCP"), x.get("port"), x.get("endPort"))
+                for x in r["ports"]
+            )
+        out.append(Rule(peers, ports))
+    return tuple(out)
+
+
+def parse_policy(body: Mapping[str, Any]) -> Policy:
+    meta = body.get("metadata") or {}
+    ns = str(meta.get("namespace") or "default")
+    name = str(meta.get("name") or "")
+    path = f"NetworkPolicy {ns}/{name}: spec"
+    spec = body.get("spec") or {}
+    types = spec.get("policyTypes")
+    if not types:
+        types = ["Ingress"] + (["Egress"] if spec.get("egress") else [])
+    return Policy(
+        ns,
+        name,
+        parse_selector(spec.get("podSelector") or {}, f"{path}.podSelector"),
+        _rules(spec.get("ingress"), "from", f"{path}.ingress") if "Ingress" in types else None,
+        _rules(spec.get("egress"), "to", f"{path}.egress") if "Egress" in types else None,
+    )
+
+
+def _template(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    kind = body.get("kind")
+    spec = body.get("spec") or {}
+    if kind == "Pod":
+        return body
+    if kind == "CronJob":
+        return ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
+    return spec.get("template") or {}
+
+
+def parse_workload(body: Mapping[str, Any]) -> Workload:
+    meta = body.get("metadata") or {}
+    kind = str(body.get("kind"))
+    name = str(meta.get("name") or "")
+    if kind == "Pod":
+        owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+        if owner is not None:
+            kind, name = str(owner.get("kind")), str(owner.get("name"))
+    tmpl = _template(body)
+    labels = (tmpl.get("metadata") or {}).get("labels") or {}
+    ports = []
+    for c in ((tmpl.get("spec") or {}).get("containers") or []) + (
+        (tmpl.get("spec") or {}).get("initContainers") or []
+    ):
+        for p in c.get("ports") or []:
+            if "containerPort" in p:
+                ports.append(
+                    ContainerPort(
+                        str(p.get("name") or ""),
+                        int(p["containerPort"]),
+                        str(p.get("protocol") or "TCP"),
+                    )
+                )
+    return Workload(
+        str(meta.get("namespace") or "default"),
+        name,
+        kind,
+        tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        tuple(ports),
+    )
+
+
+# -- semantics ------------------------------------------------------------------------------
+
+
+def port_conns(ports: Sequence[PortRule] | None, dst: Workload | None) -> Conns:
+    """The connections a rule's ports allow towards `dst` (None: an external address)."""
+    if ports is None:
+        return ALL
+    out = NONE
+    for p in ports:
+        if p.port is None:
+            out = out | Conns.of(p.protocol)
+        elif isinstance(p.port, int) or str(p.port).isdigit():
+            lo = int(p.port)
+            out = out | Conns.of(p.protocol, lo, int(p.end_port) if p.end_port else lo)
+        elif dst is not None:
+            for cp in dst.ports:
+                if cp.name == p.port and cp.protocol == p.protocol:
+                    out = out | Conns.of(p.protocol, cp.port, cp.port)
+    return out
+
+
+def peer_matches(
+    peer: Peer, policy_ns: str, w: Workload, ns_labels: Mapping[str, Mapping[str, str]]
+) -> bool:
+    if peer.blocks is not None:
+        return False
+    if peer.namespace_selector is not None:
+        labels = ns_labels.get(w.namespace) or {"kubernetes.io/metadata.name": w.namespace}
+        if not peer.namespace_selector.matches(labels):
+            return False
+    elif w.namespace != policy_ns:
+        return False
+    return peer.pod_selector is None or peer.pod_selector.matches(w.label_map)
+
+
+def peer_covers(peer: Peer, ext: External) -> bool:
+    return peer.blocks is not None and any(
+        lo <= ext.first and ext.last <= hi for lo, hi in peer.blocks
+    )
+
+
+@dataclass(frozen=True)
+class Cluster:
+    workloads: tuple[Workload, ...]
+    policies: tuple[Policy, ...]
+    namespaces: Mapping[str, Mapping[str, str]]  # name -> labels (with the implied name label)
+
+
+def build(objects: Iterable[Mapping[str, Any]]) -> tuple[Cluster, list[str]]:
+    """Objects -> a Cluster, and notes about what was skipped."""
+    workloads: dict[str, Workload] = {}
+    policies = []
+    namespaces: dict[str, dict[str, str]] = {}
+    notes = []
+    for obj in objects:
+        kind = obj.get("kind")
+        if kind == "NetworkPolicy":
+            policies.append(parse_policy(obj))
+        elif kind == "Namespace":
+            meta = obj.get("metadata") or {}
+            name = str(meta.get("name"))
+            namespaces[name] = {**(meta.get("labels") or {}), "kubernetes.io/metadata.name": name}
+        elif kind in WORKLOAD_KINDS:
+            w = parse_workload(obj)
+            workloads.setdefault(str(w), w)
+        else:
+            notes.append(f"skipping {kind} {(obj.get('metadata') or {}).get('name', '')}")
+    for w in workloads.values():
+        namespaces.setdefault(w.namespace, {"kubernetes.io/metadata.name": w.namespace})
+    for p in policies:
+        namespaces.setdefault(p.namespace, {"kubernetes.io/metadata.name": p.namespace})
+    ordered = tuple(sorted(workloads.values(), key=str))
+    return Cluster(ordered, tuple(policies), namespaces), notes
+
+
+def _edges(cluster: Cluster, key: str) -> list[int]:
+    edges = {0, IPV4_MAX + 1}
+    for p in cluster.policies:
+        for r in getattr(p, key) or ():
+            for peer in r.peers or ():
+                for lo, hi in peer.blocks or ():
+                    edges.update((lo, hi + 1))
+    return sorted(edges)
+
+
+def externals(cluster: Cluster, key: str) -> list[External]:
+    e = _edges(cluster, key)
+    return [External(a, b - 1) for a, b in itertools.pairwise(e)]
+
+
+def _allowed(
+    rules: Iterable[tuple[Policy, Rule]],
+    other: Workload | External,
+    dst: Workload | None,
+    cluster: Cluster,
+) -> Conns:
+    out = NONE
+    for pol, rule in rules:
+        if rule.peers is None:
+            ok = True
+        elif isinstance(other, External):
+            ok = any(peer_covers(peer, other) for peer in rule.peers)
+        else:
+            ok = any(
+                peer_matches(peer, pol.namespace, other, cluster.namespaces) for peer in rule.peers
+            )
+        if ok:
+            out = out | port_conns(rule.ports, dst)
+            if out.is_all:
+                break
+    return out
+
+
+@dataclass(frozen=True)
+class Connection:
+    src: Workload | External
+    dst: Workload | External
+    conns: Conns
+
+
+def connections(cluster: Cluster) -> Iterator[Connection]:
+    """Every (src, dst) pair with some allowed connection (no self pairs, no IP to IP)."""
+    ws = cluster.workloads
+    ingress: dict[Workload, list[tuple[Policy, Rule]] | None] = {}
+    egress: dict[Workload, list[tuple[Policy, Rule]] | None] = {}
+    by_ns: dict[str, list[Policy]] = {}
+    for p in cluster.policies:
+        by_ns.setdefault(p.namespace, []).append(p)
+    for w in ws:
+        sel = [p for p in by_ns.get(w.namespace, []) if p.selects(w)]
+        ing = [p for p in sel if p.ingress is not None]
+        eg = [p for p in sel if p.egress is not None]
+        ingress[w] = [(p, r) for p in ing for r in p.ingress or ()] if ing else None
+        egress[w] = [(p, r) for p in eg for r in p.egress or ()] if eg else None
+    for ext in externals(cluster, "ingress"):
+        for dst in ws:
+            rules = ingress[dst]
+            c = ALL if rules is None else _allowed(rules, ext, dst, cluster)
+            if c:
+                yield Connection(ext, dst, c)
+    ext_dst = externals(cluster, "egress")
+    for src in ws:
+        out_rules = egress[src]
+        for dst in ws:
+            if dst is src:
+                continue
+            e = ALL if out_rules is None else _allowed(out_rules, dst, dst, cluster)
+            if not e:
+                continue
+            in_rules = ingress[dst]
+            i = ALL if in_rules is None else _allowed(in_rules, src, dst, cluster)
+            c = e & i
+            if c:
+                yield Connection(src, dst, c)
+        for out in ext_dst:
+            c = ALL if out_rules is None else _allowed(out_rules, out, None, cluster)
+            if c:
+                yield Connection(src, out, c)
+
+
+def connlist(cluster: Cluster) -> list[Connection]:
+    """Sorted by byte order of the printed source, then destination."""
+    return sorted(connections(cluster), key=lambda c: (str(c.src).encode(), str(c.dst).encode()))

@@ -1,0 +1,270 @@
+"""NetworkPolicy semantics, case by case, and the np-guard-compatible output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envisolation.conns import ALL, NONE, Conns
+from envisolation.reachability import build, connlist
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def deploy(
+    ns: str, name: str, ports: list[dict[str, Any]] | None = None, **labels: str
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"template": {"metadata": {"labels": labels or {"app": name}},
+                              "spec": {"containers": [{"name": "c", "image": "i", "ports": ports or []}]}}},
+    }  # fmt: skip
+
+
+def netpol(ns: str, name: str, **spec: Any) -> dict[str, Any]:
+    spec.setdefault("podSelector", {})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }
+
+
+def namespace(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def pairs(*objs: dict[str, Any]) -> dict[tuple[str, str], str]:
+    cluster, _ = build(objs)
+    return {(str(c.src), str(c.dst)): str(c.conns) for c in connlist(cluster)}
+
+
+A, B = "a/web[Deployment]", "b/api[Deployment]"
+EXT = "0.0.0.0-255.255.255.255[External]"
+
+
+def test_no_policy_means_everything_is_open() -> None:
+    got = pairs(deploy("a", "web"), deploy("b", "api"))
+    assert got == {(A, B): "All Connections", (B, A): "All Connections", (EXT, A): "All Connections",
+                   (EXT, B): "All Connections", (A, EXT): "All Connections", (B, EXT): "All Connections"}  # fmt: skip
+
+
+def test_default_deny_ingress_closes_only_ingress() -> None:
+    got = pairs(
+        deploy("a", "web"), deploy("b", "api"), netpol("b", "deny", policyTypes=["Ingress"])
+    )
+    assert (A, B) not in got and (EXT, B) not in got
+    assert got[(B, A)] == "All Connections" and got[(B, EXT)] == "All Connections"
+
+
+@pytest.mark.parametrize(
+    ("ingress", "open_"),
+    [([], False), ([{}], True), ([{"from": []}], True), ([{"ports": []}], True)],
+)
+def test_empty_rules_versus_absent_versus_allow_all(ingress: list[Any], open_: bool) -> None:
+    got = pairs(
+        deploy("a", "web"),
+        deploy("b", "api"),
+        netpol("b", "p", ingress=ingress, policyTypes=["Ingress"]),
+    )
+    assert ((A, B) in got) is open_
+
+
+def test_policy_types_are_inferred_from_egress_rules() -> None:
+    # No policyTypes, egress rules present: Ingress AND Egress are isolated.
+    got = pairs(
+        deploy("a", "web"),
+        deploy("b", "api"),
+        netpol("b", "p", egress=[{"ports": [{"port": 53, "protocol": "UDP"}]}]),
+    )
+    assert (A, B) not in got
+    assert got[(B, A)] == "UDP 53"
+
+
+def test_peer_with_both_selectors_differs_from_two_peers() -> None:
+    objs = [
+        namespace("a", team="x"),
+        namespace("b"),
+        deploy("a", "web"),
+        deploy("a", "db", tier="db"),
+        deploy("b", "api"),
+    ]
+    both = netpol(
+        "b",
+        "p",
+        policyTypes=["Ingress"],
+        ingress=[
+            {
+                "from": [
+                    {
+                        "namespaceSelector": {"matchLabels": {"team": "x"}},
+                        "podSelector": {"matchLabels": {"tier": "db"}},
+                    }
+                ]
+            }
+        ],
+    )
+    two = netpol(
+        "b",
+        "p",
+        policyTypes=["Ingress"],
+        ingress=[
+            {
+                "from": [
+                    {"namespaceSelector": {"matchLabels": {"team": "x"}}},
+                    {"podSelector": {"matchLabels": {"tier": "db"}}},
+                ]
+            }
+        ],
+    )
+    g1, g2 = pairs(*objs, both), pairs(*objs, two)
+    assert ("a/db[Deployment]", B) in g1 and (A, B) not in g1
+    assert ("a/db[Deployment]", B) in g2 and (A, B) in g2
+
+
+def test_pod_selector_alone_means_the_policys_namespace() -> None:
+    objs = [deploy("a", "web"), deploy("b", "api"), deploy("b", "web2", app="web")]
+    p = netpol(
+        "b",
+        "p",
+        podSelector={"matchLabels": {"app": "api"}},
+        ingress=[{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}],
+    )
+    got = pairs(*objs, p)
+    assert ("b/web2[Deployment]", B) in got and (A, B) not in got
+
+
+def test_metadata_name_label_is_implied_and_expressions_work() -> None:
+    objs = [deploy("a", "web"), deploy("c", "tool"), deploy("b", "api")]
+    by_name = netpol(
+        "b",
+        "p",
+        policyTypes=["Ingress"],
+        ingress=[
+            {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "a"}}}]}
+        ],
+    )
+    assert set(pairs(*objs, by_name)) >= {(A, B)} and ("c/tool[Deployment]", B) not in pairs(
+        *objs, by_name
+    )
+    for op, values, a_in, c_in in [("In", ["a"], True, False), ("NotIn", ["a"], False, True),
+                                   ("Exists", [], True, True), ("DoesNotExist", [], False, False)]:  # fmt: skip
+        expr = {
+            "key": "kubernetes.io/metadata.name",
+            "operator": op,
+            **({"values": values} if values else {}),
+        }
+        pol = netpol(
+            "b",
+            "p",
+            policyTypes=["Ingress"],
+            ingress=[{"from": [{"namespaceSelector": {"matchExpressions": [expr]}}]}],
+        )
+        got = pairs(*objs, pol)
+        assert ((A, B) in got, ("c/tool[Deployment]", B) in got) == (a_in, c_in), op
+
+
+def test_ports_protocols_ranges_and_named_ports() -> None:
+    api = deploy(
+        "b",
+        "api",
+        ports=[
+            {"name": "http", "containerPort": 8080},
+            {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+        ],
+    )
+    pol = netpol("b", "p", policyTypes=["Ingress"], ingress=[{"ports": [
+        {"port": 8081}, {"port": "http"}, {"port": "dns", "protocol": "UDP"}, {"port": "dns"},
+        {"protocol": "SCTP", "port": 7070}, {"protocol": "UDP", "port": 9000, "endPort": 9010}, {"port": "missing"}]}])  # fmt: skip
+    got = pairs(deploy("a", "web"), api, pol)
+    assert got[(A, B)] == "SCTP 7070,TCP 8080-8081,UDP 53,9000-9010"
+
+
+def test_a_connection_needs_egress_at_the_source_and_ingress_at_the_destination() -> None:
+    out = netpol(
+        "a", "out", policyTypes=["Egress"], egress=[{"ports": [{"port": 80}, {"port": 443}]}]
+    )
+    inn = netpol(
+        "b", "in", policyTypes=["Ingress"], ingress=[{"ports": [{"port": 443}, {"port": 8443}]}]
+    )
+    assert pairs(deploy("a", "web"), deploy("b", "api"), out, inn)[(A, B)] == "TCP 443"
+
+
+def test_ip_blocks_split_the_address_space() -> None:
+    pol = netpol(
+        "b",
+        "p",
+        policyTypes=["Ingress"],
+        ingress=[{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}]}],
+    )
+    got = pairs(deploy("b", "api"), pol)
+    assert got == {
+        ("10.0.0.0-10.0.255.255[External]", B): "All Connections",
+        ("10.2.0.0-10.255.255.255[External]", B): "All Connections",
+        (B, EXT): "All Connections",
+    }
+
+
+def test_pods_are_named_after_their_controller() -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "frontend-99684f7f8-x1", "labels": {"app": "f"},
+                        "ownerReferences": [{"kind": "ReplicaSet", "name": "frontend-99684f7f8", "controller": True}]},
+           "spec": {"containers": [{"name": "c", "image": "i"}]}}  # fmt: skip
+    lone = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "lone", "namespace": "x"},
+        "spec": {"containers": []},
+    }
+    got = pairs(pod, lone)
+    assert ("default/frontend-99684f7f8[ReplicaSet]", "x/lone[Pod]") in got
+
+
+def test_conns_algebra_and_format() -> None:
+    c = Conns.of("TCP", 8080, 8081) | Conns.of("UDP", 9090) | Conns.of("SCTP", 7070)
+    assert str(c) == "SCTP 7070,TCP 8080-8081,UDP 9090"
+    assert str(ALL) == "All Connections"
+    assert not NONE
+    assert (Conns.of("TCP", 1, 100) & Conns.of("TCP", 50, 200)) == Conns.of("TCP", 50, 100)
+    assert str(Conns.of("TCP") - Conns.of("TCP", 2, 65535)) == "TCP 1"
+    assert Conns.of("TCP") | Conns.of("UDP") | Conns.of("SCTP") == ALL
+
+
+def test_cli_prints_every_format(tmp_path: Path) -> None:
+    d = tmp_path / "m"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "a.yml").write_text(json.dumps(deploy("a", "web")))
+    (d / "b.json").write_text(
+        json.dumps(
+            {
+                "kind": "List",
+                "items": [deploy("b", "api"), netpol("b", "deny", policyTypes=["Ingress"])],
+            }
+        )
+    )
+    (d / "svc.yaml").write_text("kind: Service\nmetadata: {name: s}\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "envisolation", "reachability", str(d), *args],
+                              capture_output=True, text=True, check=False, env={"PYTHONPATH": str(ROOT / "operator")})  # fmt: skip
+
+    txt = run()
+    assert txt.returncode == 0, txt.stderr
+    assert txt.stdout.splitlines()[0] == f"{EXT} => {A} : All Connections"
+    assert f"{B} => {A} : All Connections" in txt.stdout and f"{A} => {B}" not in txt.stdout
+    assert "note: skipping Service s" in txt.stderr
+    rows = json.loads(run("-o", "json").stdout)
+    assert rows[0] == {"src": EXT, "dst": A, "conn": "All Connections"}
+    assert run("-o", "csv").stdout.splitlines()[0] == "src,dst,conn"
+    assert run("-o", "md").stdout.splitlines()[0] == "| src | dst | conn |"
+    bad = subprocess.run([sys.executable, "-m", "envisolation", "reachability", str(tmp_path / "nope")],
+                         capture_output=True, text=True, check=False, env={"PYTHONPATH": str(ROOT / "operator")})  # fmt: skip
+    assert bad.returncode == 2 and "no such file" in bad.stderr
