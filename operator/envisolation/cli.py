@@ -145,6 +145,43 @@ def format_rows(rows: Sequence[tuple[str, str, str]], fmt: str) -> str:
     return "".join(f"{a} => {b} : {c}\n" for a, b, c in rows)
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from envisolation import verify
+
+    if args.from_dir:
+        objects = read_dir(args.from_dir)
+    else:
+        from envisolation.kube import ApiError, Kube
+
+        async def fetch() -> list[Mapping[str, Any]]:
+            kube = Kube()
+            try:
+                return await kube.list_for_verify()
+            finally:
+                kube.close()
+
+        try:
+            objects = asyncio.run(fetch())
+        except ApiError as e:
+            raise InputError(f"reading the cluster failed: {e}") from e
+        except Exception as e:  # no kubeconfig, unreachable server, ...
+            raise InputError(f"cannot reach the cluster: {e}") from e
+    ctx = RenderContext(operator_namespace=args.operator_namespace)
+    try:
+        reports = verify.reports_from_objects(objects, ctx)
+    except InvalidSpec as e:
+        raise InputError(str(e)) from e
+    if not reports:
+        raise InputError("no EnvironmentIsolation found")
+    if args.output == "json":
+        print(json.dumps([r.as_dict() for r in reports], indent=2))
+    else:
+        sys.stdout.write(verify.format_text(reports))
+    return 1 if any(r.exposures for r in reports) else 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -232,6 +269,15 @@ def parser() -> argparse.ArgumentParser:
     )
     reach.add_argument("-o", "--output", choices=["txt", "json", "csv", "md"], default="txt")
     reach.set_defaults(func=cmd_reachability)
+
+    ver = sub.add_parser(
+        "verify",
+        help="check that every cross-segment path is declared (exit 0), or list exposures (exit 1)",
+    )
+    ver.add_argument("--from", dest="from_dir", metavar="DIR", help="offline: manifests under DIR")
+    ver.add_argument("-o", "--output", choices=["txt", "json"], default="txt")
+    ver.add_argument("--operator-namespace", default=c.DEFAULT_OPERATOR_NAMESPACE)
+    ver.set_defaults(func=cmd_verify)
     return ap
 
 

@@ -148,6 +148,28 @@ class Kube:
                 raise
         API_WRITES.labels("status").inc()
 
+    async def list_for_verify(self) -> list[Mapping[str, Any]]:
+        """EnvironmentIsolations, Namespaces and NetworkPolicies, as plain objects."""
+        isolations, namespaces, policies = await asyncio.gather(
+            self._call(
+                "list_isolations",
+                self._custom.list_cluster_custom_object,
+                c.GROUP,
+                c.VERSION,
+                c.PLURAL,
+            ),
+            self._call("list_namespaces", self._core.list_namespace),
+            self._call("list_policies", self._net.list_network_policy_for_all_namespaces),
+        )
+        out: list[Mapping[str, Any]] = []
+        for kind, listing in (
+            (c.KIND, isolations),
+            ("Namespace", namespaces),
+            ("NetworkPolicy", policies),
+        ):
+            out.extend({**item, "kind": kind} for item in listing.get("items") or [])
+        return out
+
     async def post_event(
         self, ref: ObjectRef, reason: str, message: str, warning: bool = False
     ) -> None:

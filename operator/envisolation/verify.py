@@ -1,0 +1,124 @@
+"""Is each EnvironmentIsolation really isolating? Exposures and a segment matrix (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from envisolation.exposure import Exposure, Member, find
+from envisolation.model import EnvironmentIsolation, NamespaceFacts
+from envisolation.reachability import Policy, parse_policy
+from envisolation.render import NamespaceState, RenderContext, decide
+
+OWNED = (NamespaceState.ISOLATED, NamespaceState.AUDIT, NamespaceState.OFF, NamespaceState.CONFLICT)
+
+
+@dataclass(frozen=True)
+class Report:
+    isolation: str
+    segments: tuple[str, ...]
+    namespaces: int
+    matrix: Mapping[tuple[str, str], str]  # (source, destination) -> allowed | exposed | isolated
+    exposures: tuple[Exposure, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "isolation": self.isolation,
+            "namespaces": self.namespaces,
+            "segments": list(self.segments),
+            "matrix": {f"{a}->{b}": v for (a, b), v in sorted(self.matrix.items())},
+            "exposures": [e.as_status() for e in self.exposures],
+        }
+
+
+def members(
+    iso: EnvironmentIsolation,
+    isolations: Sequence[EnvironmentIsolation],
+    namespaces: Sequence[NamespaceFacts],
+    ctx: RenderContext,
+) -> list[Member]:
+    out = []
+    for ns in namespaces:
+        d = decide(ns, isolations, ctx)
+        if d.owner == iso.name and d.state in OWNED and d.segment is not None:
+            out.append(Member(ns.name, ns.label_map, d.segment))
+    return out
+
+
+def _admits(peers: Sequence[Any] | None, segment: str) -> bool:
+    return peers is None or any(
+        p.segment == segment or p.namespace_selector is not None for p in peers
+    )
+
+
+def declared(iso: EnvironmentIsolation, src: str, dst: str) -> bool:
+    """Does the spec itself open a path from segment `src` to segment `dst`?"""
+    if src == dst:
+        return iso.same_segment
+    for rule in iso.allow:
+        targets = rule.segments or tuple(s.name for s in iso.segments)
+        if dst in targets and any(_admits(r.peers, src) for r in rule.ingress or ()):
+            return True
+        if src in targets and any(_admits(r.peers, dst) for r in rule.egress or ()):
+            return True
+    return False
+
+
+def report(
+    iso: EnvironmentIsolation,
+    isolations: Sequence[EnvironmentIsolation],
+    namespaces: Sequence[NamespaceFacts],
+    policies: Sequence[Policy],
+    policy_labels: Mapping[tuple[str, str], Mapping[str, str]],
+    ctx: RenderContext,
+) -> Report:
+    mine = members(iso, isolations, namespaces, ctx)
+    names = {m.name for m in mine}
+    relevant = [p for p in policies if p.namespace in names]
+    found = tuple(find(mine, relevant, policy_labels))
+    exposed = {(e.source_segment, e.destination_segment) for e in found}
+    segs = tuple(s.name for s in iso.segments)
+    matrix = {
+        (a, b): "exposed" if (a, b) in exposed else "allowed" if declared(iso, a, b) else "isolated"
+        for a in segs
+        for b in segs
+    }
+    return Report(iso.name, segs, len(mine), matrix, found)
+
+
+def reports_from_objects(objects: Sequence[Mapping[str, Any]], ctx: RenderContext) -> list[Report]:
+    """Offline and live alike: EnvironmentIsolations, Namespaces and NetworkPolicies in."""
+    isolations = [
+        EnvironmentIsolation.from_body(o)
+        for o in objects
+        if o.get("kind") == "EnvironmentIsolation"
+    ]
+    namespaces = [NamespaceFacts.from_body(o) for o in objects if o.get("kind") == "Namespace"]
+    raw = [o for o in objects if o.get("kind") == "NetworkPolicy"]
+    policies = [parse_policy(o) for o in raw]
+    labels = {
+        (p.namespace, p.name): dict((o.get("metadata") or {}).get("labels") or {})
+        for p, o in zip(policies, raw, strict=True)
+    }
+    return [report(i, isolations, namespaces, policies, labels, ctx) for i in isolations]
+
+
+def format_text(reports: Sequence[Report]) -> str:
+    lines: list[str] = []
+    for r in reports:
+        head = f"EnvironmentIsolation {r.isolation}: {len(r.segments)} segments"
+        lines.append(f"{head}, {r.namespaces} namespaces")
+        width = max([len("source \\ dest"), *map(len, r.segments)]) + 2
+        lines.append(("source \\ dest".ljust(width) + "".join(s.ljust(width) for s in r.segments)).rstrip())
+        for a in r.segments:
+            cells = "".join(r.matrix[(a, b)].upper().ljust(width) if r.matrix[(a, b)] == "exposed"
+                            else r.matrix[(a, b)].ljust(width) for b in r.segments)  # fmt: skip
+            lines.append((a.ljust(width) + cells).rstrip())
+        if r.exposures:
+            lines.append(f"{len(r.exposures)} exposures:")
+            lines.extend(f"  {e}" for e in r.exposures)
+        else:
+            lines.append("no exposures: every cross-segment path is declared in the spec")
+        lines.append("")
+    return "\n".join(lines)
