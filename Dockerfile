@@ -22,6 +22,6 @@ RUN pip install --no-cache-dir --no-index --find-links=/wheels -r /tmp/requireme
  && rm -rf /wheels /tmp/requirements.lock
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 USER 65532:65532
-EXPOSE 8080 9090
+EXPOSE 8080 8081
 ENTRYPOINT ["envisolation", "run"]
-CMD ["--log-format", "json", "--liveness", "http://0.0.0.0:8080/healthz", "--metrics-bind", "0.0.0.0:9090"]
+CMD ["--log-format", "json", "--liveness", "http://0.0.0.0:8081/healthz", "--metrics-bind", "0.0.0.0:8080"]

@@ -233,13 +233,13 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--liveness",
-        default="http://127.0.0.1:8080/healthz",
+        default="http://127.0.0.1:8081/healthz",
         metavar="URL",
-        help="health endpoint for probes ('' disables; in a Pod use http://0.0.0.0:8080/healthz)",
+        help="health endpoint for probes ('' disables; in a Pod use http://0.0.0.0:8081/healthz)",
     )
     run.add_argument(
         "--metrics-bind",
-        default="127.0.0.1:9090",
+        default="127.0.0.1:8080",
         metavar="HOST:PORT",
         help="where /metrics listens ('' disables)",
     )

@@ -7,11 +7,12 @@ world never causes a status write.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from envisolation import constants as c
+from envisolation.exposure import Exposure
 from envisolation.kinds import ConditionDict, ConflictDict, SegmentStatusDict, StatusDict
 from envisolation.model import Enforcement, EnvironmentIsolation
 from envisolation.render import Decision, NamespaceState
@@ -102,12 +103,23 @@ def invalid_status(
     return status
 
 
+def _exposed(exposures: Sequence[Exposure] | None) -> tuple[str, str, str]:
+    if exposures is None:
+        return ("Unknown", "NotChecked", "exposure analysis has not run yet")
+    if not exposures:
+        return ("False", "NoExposure", "every cross-segment path is declared in the spec")
+    first = exposures[0]
+    more = f" (and {len(exposures) - 1} more)" if len(exposures) > 1 else ""
+    return ("True", "CrossSegmentExposure", f"{first}{more}")
+
+
 def status_for(
     iso: EnvironmentIsolation,
     outcomes: Iterable[Outcome],
     previous: Mapping[str, Any] | None,
     now: str,
     pending: bool = False,
+    exposures: Sequence[Exposure] | None = None,
 ) -> StatusDict:
     gen = iso.generation
     mine = [o for o in outcomes if iso.name in o.decision.claimants]
@@ -170,9 +182,7 @@ def status_for(
         "conditions": [
             _condition("Ready", *ready, gen, previous, now),
             _condition("Conflict", *conflict, gen, previous, now),
-            _condition(
-                "Exposed", "Unknown", "NotChecked", "exposure analysis not run", gen, previous, now
-            ),
+            _condition("Exposed", *_exposed(exposures), gen, previous, now),
         ],
         "namespaces": len(owned),
         "policies": policies,
@@ -180,5 +190,7 @@ def status_for(
         "segmentNames": ",".join(s.name for s in iso.segments),
         "conflicts": conflicts[: c.STATUS_LIST_LIMIT],
         "conflictCount": len(conflicts),
+        "exposures": [e.as_status() for e in (exposures or [])[: c.STATUS_LIST_LIMIT]],
+        "exposureCount": len(exposures or []),
     }
     return status

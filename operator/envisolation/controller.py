@@ -19,14 +19,24 @@ import structlog
 
 from envisolation import constants as c
 from envisolation.conditions import Outcome, invalid_status, status_for
+from envisolation.exposure import Exposure, Member, SeenPolicy, find
 from envisolation.kinds import PolicyDict, StatusDict
 from envisolation.kube import ApiError, ObjectRef
-from envisolation.metrics import NAMESPACES, POLICIES_REPAIRED, POLICIES_WRITTEN, RECONCILE_SECONDS
+from envisolation.metrics import (
+    EXPOSURES,
+    NAMESPACES,
+    POLICIES_REPAIRED,
+    POLICIES_WRITTEN,
+    RECONCILE_SECONDS,
+)
 from envisolation.model import EnvironmentIsolation, InvalidSpec, IsolationRecord, NamespaceFacts
 from envisolation.plan import LivePolicy, NamespacePlan, Verb, plan_namespace
+from envisolation.reachability import Policy, parse_policy
 from envisolation.render import Decision, NamespaceState, RenderContext, decide
+from envisolation.verify import OWNED
 
 log = structlog.get_logger("envisolation.controller")
+EXPOSURE_INTERVAL_SECONDS = 2.0  # exposure analysis runs at most this often
 
 
 class KubeApi(Protocol):
@@ -88,9 +98,13 @@ class Controller:
         self._status_due = True
         self._last_status = 0.0
         self._sent: dict[str, tuple[StatusDict, float]] = {}
-        self._synced: dict[
-            str, tuple[str, int]
-        ] = {}  # isolation -> (uid, generation) of its last full pass
+        # isolation -> (uid, generation) that its last full pass used
+        self._synced: dict[str, tuple[str, int]] = {}
+        self._foreign: Mapping[str, Collection[SeenPolicy]] = {}
+        self._exposures: dict[str, list[Exposure]] = {}
+        self._exposure_due = True
+        self._last_exposure = 0.0
+        self._parsed_live: dict[tuple[str, str, str], Policy] = {}
         self.passes = 0  # completed reconcile passes (for tests and the health probe)
 
     # -- inputs ------------------------------------------------------------------------------
@@ -100,9 +114,11 @@ class Controller:
         namespaces: Mapping[str, Collection[NamespaceFacts]],
         policies: Mapping[str, Collection[LivePolicy]],
         records: Mapping[str, Collection[IsolationRecord]],
+        foreign: Mapping[str, Collection[SeenPolicy]],
     ) -> None:
         """Hand over Kopf's live indexes (they are complete once any handler runs)."""
         self._namespaces, self._policies, self._records = namespaces, policies, records
+        self._foreign = foreign
         self._bound.set()
 
     def touch(self, namespace: str) -> None:
@@ -111,6 +127,11 @@ class Controller:
 
     def touch_all(self) -> None:
         self._all_dirty = True
+        self._wake.set()
+
+    def touch_exposure(self) -> None:
+        """A policy the operator does not own changed: look for exposures again."""
+        self._exposure_due = True
         self._wake.set()
 
     # -- queries -----------------------------------------------------------------------------
@@ -156,10 +177,13 @@ class Controller:
                 batch, self._dirty = self._dirty | due, set()
             if batch:
                 await self._pass(batch, full=batch >= set(self._namespaces))
+            await self._maybe_analyse()
             await self._maybe_flush_status()
             waits = [next_resync, *self._retry_at.values()]
             if self._status_due:
                 waits.append(self._last_status + c.STATUS_MIN_INTERVAL_SECONDS)
+            if self._exposure_due:
+                waits.append(self._last_exposure + EXPOSURE_INTERVAL_SECONDS)
             timeout = max(0.0, min(waits) - time.monotonic())
             if not self._dirty and not self._all_dirty:
                 self._wake.clear()
@@ -183,6 +207,7 @@ class Controller:
         if full:
             self._synced = {iso.name: (iso.uid, iso.generation) for iso in valid}
         self._status_due = True
+        self._exposure_due = True
         self.passes += 1
         RECONCILE_SECONDS.observe(time.monotonic() - started)
 
@@ -316,7 +341,9 @@ class Controller:
                 status = invalid_status(rec.generation, str(iso), rec.status, now)
             else:
                 synced = self._synced.get(rec.name) == (iso.uid, iso.generation)
-                status = status_for(iso, outcomes, rec.status, now, pending=not synced)
+                status = status_for(
+                    iso, outcomes, rec.status, now, not synced, self._exposures.get(rec.name)
+                )
             if dict(status) == dict(rec.status):
                 continue
             sent, at = self._sent.get(rec.name, ({}, 0.0))
@@ -356,14 +383,84 @@ class Controller:
                     ref, cond["reason"], cond["message"], cond["status"] == "True"
                 )
 
+    # -- exposures ---------------------------------------------------------------------------
+
+    def _as_policy(self, p: LivePolicy) -> Policy:
+        key = (p.namespace, p.name, p.resource_version)
+        if key not in self._parsed_live:
+            if len(self._parsed_live) > 50_000:
+                self._parsed_live.clear()
+            body = {"metadata": {"namespace": p.namespace, "name": p.name}, "spec": p.spec}
+            self._parsed_live[key] = parse_policy(body)
+        return self._parsed_live[key]
+
+    def analyse(self) -> dict[str, list[Exposure]]:
+        """Exposures per isolation, from the indexes (no API call)."""
+        members: dict[str, list[Member]] = {}
+        for ns, o in self._outcomes.items():
+            d = o.decision
+            facts = next(iter(self._namespaces.get(ns, ())), None)
+            if d.owner and d.segment and d.state in OWNED and facts is not None:
+                members.setdefault(d.owner, []).append(Member(ns, facts.label_map, d.segment))
+        out: dict[str, list[Exposure]] = {}
+        for iso, mine in members.items():
+            policies: list[Policy] = []
+            labels: dict[tuple[str, str], Mapping[str, str]] = {}
+            for m in mine:
+                for lp in self._policies.get(m.name, ()):
+                    policies.append(self._as_policy(lp))
+                    labels[(lp.namespace, lp.name)] = dict(lp.labels)
+                for fp in self._foreign.get(m.name, ()):
+                    policies.append(fp.policy)
+                    labels[(fp.policy.namespace, fp.policy.name)] = dict(fp.labels)
+            out[iso] = find(mine, policies, labels)
+        return out
+
+    async def _maybe_analyse(self) -> None:
+        if not self._exposure_due:
+            return
+        if time.monotonic() - self._last_exposure < EXPOSURE_INTERVAL_SECONDS:
+            return
+        self._exposure_due = False
+        self._last_exposure = time.monotonic()
+        found = self.analyse()
+        for rec in self.records():
+            found.setdefault(rec.name, [])
+        before = {iso: {e.key for e in es} for iso, es in self._exposures.items()}
+        if found != self._exposures:
+            self._status_due = True
+        self._exposures = found
+        EXPOSURES.clear()
+        for iso, exposures in found.items():
+            pairs: dict[tuple[str, str], int] = {}
+            for e in exposures:
+                k = (e.source_segment, e.destination_segment)
+                pairs[k] = pairs.get(k, 0) + 1
+            for (src, dst), n in pairs.items():
+                EXPOSURES.labels(iso, src, dst).set(n)
+            for e in exposures:
+                if e.key in before.get(iso, set()):
+                    continue
+                where = e.destination if e.destination_segment else e.source
+                log.warning(
+                    "cross-segment exposure", isolation=iso, namespace=where, exposure=str(e)
+                )
+                await self.kube.post_event(
+                    ObjectRef("Namespace", where),
+                    "CrossSegmentExposure",
+                    f"{e} (EnvironmentIsolation {iso} does not declare this path)",
+                    warning=True,
+                )
+
     def _export_metrics(self) -> None:
         NAMESPACES.clear()
         counts: dict[tuple[str, str, str], int] = {}
         for o in self._outcomes.values():
             d = o.decision
-            if d.owner is None:
+            iso = d.owner or (d.claimants[0] if d.state is NamespaceState.EXCLUDED else None)
+            if iso is None:
                 continue
-            key = (d.owner, d.segment or "", d.state.value)
+            key = (iso, d.segment or "", d.state.value)
             counts[key] = counts.get(key, 0) + 1
         for (iso, seg, state), n in counts.items():
             NAMESPACES.labels(iso, seg, state).set(n)

@@ -16,10 +16,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from envisolation import constants as c
 from envisolation.conns import ALL, NONE, Conns
-from envisolation.reachability import Peer, Policy, PortRule, Rule
+from envisolation.reachability import Peer, Policy, PortRule, Rule, parse_policy
 from envisolation.selectors import LabelSelector
 
 WIDE_PREFIX = 16  # an IPv4 ipBlock of /16 or wider may cover pod addresses
@@ -35,6 +36,19 @@ class Member:
 
 
 @dataclass(frozen=True)
+class SeenPolicy:
+    """Any NetworkPolicy, parsed for analysis, with its labels."""
+
+    policy: Policy
+    labels: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> SeenPolicy:
+        labels = (body.get("metadata") or {}).get("labels") or {}
+        return cls(parse_policy(body), tuple(sorted((str(k), str(v)) for k, v in labels.items())))
+
+
+@dataclass(frozen=True)
 class Exposure:
     source_segment: str
     source: str  # a namespace, or "ipBlock 0.0.0.0/0"
@@ -42,6 +56,10 @@ class Exposure:
     destination: str
     conns: Conns
     policies: tuple[str, ...]  # namespace/name of the policies responsible
+
+    @property
+    def key(self) -> tuple[str, str, tuple[str, ...]]:
+        return (self.source, self.destination, self.policies)
 
     def as_status(self) -> dict[str, str]:
         return {

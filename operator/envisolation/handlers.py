@@ -15,6 +15,7 @@ import structlog
 
 from envisolation import constants as c
 from envisolation.controller import Controller
+from envisolation.exposure import SeenPolicy
 from envisolation.kube import Kube, ObjectRef
 from envisolation.model import InvalidSpec, IsolationRecord, NamespaceFacts
 from envisolation.plan import LivePolicy
@@ -90,10 +91,29 @@ async def isolation_records(body: kopf.Body, name: str, **_: Any) -> dict[str, I
     return {name: IsolationRecord.from_body(body)}
 
 
+def _not_ours(labels: kopf.Labels, **_: Any) -> bool:
+    return labels.get(c.LABEL_MANAGED_BY) != c.MANAGED_BY
+
+
+@kopf.index("networking.k8s.io", "v1", "networkpolicies", when=_not_ours)
+async def other_policies(
+    body: kopf.Body, namespace: str | None, **_: Any
+) -> dict[str, SeenPolicy] | None:
+    """Everyone else's policies, for exposure analysis only (never written)."""
+    try:
+        return {namespace or "": SeenPolicy.from_body(body)}
+    except InvalidSpec as e:
+        log.warning("cannot analyse policy", namespace=namespace, error=str(e))
+        return None
+
+
 def _controller(memo: kopf.Memo, kwargs: dict[str, Any]) -> Controller:
     controller: Controller = memo.controller
     controller.bind(
-        kwargs["namespace_facts"], kwargs["managed_policies"], kwargs["isolation_records"]
+        kwargs["namespace_facts"],
+        kwargs["managed_policies"],
+        kwargs["isolation_records"],
+        kwargs["other_policies"],
     )
     return controller
 
@@ -109,6 +129,13 @@ async def namespace_changed(name: str, memo: kopf.Memo, **kwargs: Any) -> None:
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
 async def policy_changed(namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
     _controller(memo, kwargs).touch(namespace or "")
+
+
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", when=_not_ours)
+async def other_policy_changed(namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    controller = _controller(memo, kwargs)
+    controller.touch_exposure()
+    controller.touch(namespace or "")  # it may be one of ours that lost its label
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)

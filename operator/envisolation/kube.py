@@ -71,7 +71,7 @@ class Kube:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()  # type: ignore[no-untyped-call]
 
-    async def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    async def _call(self, verb: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         loop = asyncio.get_running_loop()
         try:
             resp = await loop.run_in_executor(
@@ -79,10 +79,10 @@ class Kube:
             )
             data = resp.data
         except client.ApiException as e:
-            API_ERRORS.labels(what, str(e.status)).inc()
+            API_ERRORS.labels(verb, str(e.status)).inc()
             raise ApiError(int(e.status or 0), _reason(e)) from e
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            API_ERRORS.labels(what, "connection").inc()
+            API_ERRORS.labels(verb, "connection").inc()
             raise ApiError(0, f"connection failed: {e}") from e
         return json.loads(data) if data else {}
 
@@ -90,7 +90,7 @@ class Kube:
         """Server-side apply, forcing: the object is named and labelled as ours."""
         meta = policy["metadata"]
         out: Mapping[str, Any] = await self._call(
-            "apply_policy",
+            "apply",
             self._net.patch_namespaced_network_policy,
             meta["name"],
             meta["namespace"],
@@ -112,7 +112,7 @@ class Kube:
             body = client.V1DeleteOptions(preconditions=pre)
         try:
             await self._call(
-                "delete_policy",
+                "delete",
                 self._net.delete_namespaced_network_policy,
                 name,
                 namespace,
@@ -132,7 +132,7 @@ class Kube:
         }
         try:
             await self._call(
-                "apply_status",
+                "patch",
                 self._custom.patch_cluster_custom_object_status,
                 c.GROUP,
                 c.VERSION,
@@ -152,14 +152,14 @@ class Kube:
         """EnvironmentIsolations, Namespaces and NetworkPolicies, as plain objects."""
         isolations, namespaces, policies = await asyncio.gather(
             self._call(
-                "list_isolations",
+                "list",
                 self._custom.list_cluster_custom_object,
                 c.GROUP,
                 c.VERSION,
                 c.PLURAL,
             ),
-            self._call("list_namespaces", self._core.list_namespace),
-            self._call("list_policies", self._net.list_network_policy_for_all_namespaces),
+            self._call("list", self._core.list_namespace),
+            self._call("list", self._net.list_network_policy_for_all_namespaces),
         )
         out: list[Mapping[str, Any]] = []
         for kind, listing in (
@@ -198,7 +198,7 @@ class Kube:
             "count": 1,
         }
         try:
-            await self._call("post_event", self._core.create_namespaced_event, ns, body)
+            await self._call("create", self._core.create_namespaced_event, ns, body)
         except ApiError:
             return
         API_WRITES.labels("event").inc()

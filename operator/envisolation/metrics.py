@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from envisolation import __version__
 
 NAMESPACES = Gauge(
     "envisolation_namespaces",
-    "Namespaces per isolation, segment and state (Isolated, Audit, Off, Conflict, ...)",
+    "Namespaces per isolation, segment and state (Isolated, Audit, Off, Conflict, Excluded)",
     ["isolation", "segment", "state"],
 )
 POLICIES_WRITTEN = Counter(
@@ -24,7 +26,11 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 API_WRITES = Counter("envisolation_api_writes_total", "API writes by kind", ["kind"])
-API_ERRORS = Counter("envisolation_api_errors_total", "Failed API calls", ["call", "code"])
+API_ERRORS = Counter("envisolation_api_errors_total", "Failed API calls", ["verb", "code"])
 EXPOSURES = Gauge(
-    "envisolation_exposures", "Cross-segment paths the spec does not allow", ["isolation"]
+    "envisolation_exposures",
+    "Cross-segment paths the spec does not allow, by segment pair",
+    ["isolation", "source_segment", "destination_segment"],
 )
+BUILD = Info("envisolation_build", "The running version")
+BUILD.info({"version": __version__})

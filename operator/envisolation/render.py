@@ -47,6 +47,7 @@ class NamespaceState(StrEnum):
     OFF = "Off"
     CONFLICT = "Conflict"
     TERMINATING = "Terminating"
+    EXCLUDED = "Excluded"  # labelled with a segment, but excluded
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,11 @@ def decide(
         return Decision(ns.name, NamespaceState.TERMINATING, hands_off=True)
     claims = claims_for(ns, isolations, ctx)
     if not claims:
+        labels = ns.label_map
+        for iso in sorted(isolations, key=lambda i: i.age_key):
+            value = labels.get(iso.namespace_label)
+            if value is not None and iso.segment(value) and excluded(ns.name, iso, ctx):
+                return Decision(ns.name, NamespaceState.EXCLUDED, None, value, (iso.name,))
         return Decision(ns.name, NamespaceState.UNMANAGED)
     owner = claims[0]
     iso, seg = owner.isolation, owner.segment

@@ -110,7 +110,9 @@ def format_text(reports: Sequence[Report]) -> str:
         head = f"EnvironmentIsolation {r.isolation}: {len(r.segments)} segments"
         lines.append(f"{head}, {r.namespaces} namespaces")
         width = max([len("source \\ dest"), *map(len, r.segments)]) + 2
-        lines.append(("source \\ dest".ljust(width) + "".join(s.ljust(width) for s in r.segments)).rstrip())
+        lines.append(
+            ("source \\ dest".ljust(width) + "".join(s.ljust(width) for s in r.segments)).rstrip()
+        )
         for a in r.segments:
             cells = "".join(r.matrix[(a, b)].upper().ljust(width) if r.matrix[(a, b)] == "exposed"
                             else r.matrix[(a, b)].ljust(width) for b in r.segments)  # fmt: skip

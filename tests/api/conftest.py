@@ -277,3 +277,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if c is not None:
         for name in c.dead_components():
             report.sections.append((f"{name} DIED; log tail", tail(c.log(name))))
+
+
+@pytest.fixture
+def label() -> str:
+    """A label key of this test's own, so tests never claim each other's namespaces."""
+    return f"env.test/{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def make_iso(kubectl: Kubectl, operator: Operator) -> Iterator[Callable[..., str]]:
+    made: list[str] = []
+
+    def make(label: str, name: str | None = None, **spec: Any) -> str:
+        name = name or f"iso-{secrets.token_hex(4)}"
+        spec.setdefault("segments", [{"name": "dev"}, {"name": "prod"}])
+        body = {
+            "apiVersion": "envisolation.io/v1alpha1",
+            "kind": "EnvironmentIsolation",
+            "metadata": {"name": name},
+            "spec": {"namespaceLabel": label, **spec},
+        }
+        kubectl.apply(json.dumps(body))
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        kubectl("delete", "enviso", name, "--ignore-not-found", "--wait=false", check=False)

@@ -7,7 +7,6 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,34 +21,6 @@ pytestmark = pytest.mark.api
 DENY = "envisolation-default-deny"
 SAME = "envisolation-same-segment"
 DNS = "envisolation-dns"
-
-
-@pytest.fixture
-def label() -> str:
-    """A label key of this test's own, so tests never claim each other's namespaces."""
-    return f"env.test/{secrets.token_hex(4)}"
-
-
-@pytest.fixture
-def make_iso(kubectl: Kubectl, operator: Operator) -> Iterator[Callable[..., str]]:
-    made: list[str] = []
-
-    def make(label: str, name: str | None = None, **spec: Any) -> str:
-        name = name or f"iso-{secrets.token_hex(4)}"
-        spec.setdefault("segments", [{"name": "dev"}, {"name": "prod"}])
-        body = {
-            "apiVersion": "envisolation.io/v1alpha1",
-            "kind": "EnvironmentIsolation",
-            "metadata": {"name": name},
-            "spec": {"namespaceLabel": label, **spec},
-        }
-        kubectl.apply(json.dumps(body))
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        kubectl("delete", "enviso", name, "--ignore-not-found", "--wait=false", check=False)
 
 
 def rendered(kubectl: Kubectl, iso: str, ns: str) -> dict[str, Any]:

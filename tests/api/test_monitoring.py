@@ -1,0 +1,135 @@
+"""Monitoring on the real cluster: exposures, `envisolation verify`, /metrics."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from tests.api.conftest import ROOT, Kubectl, Operator, eventually
+from tests.api.test_operator import condition, holds_exactly, ready
+
+pytestmark = pytest.mark.api
+
+
+def scrape(operator: Operator) -> str:
+    with urllib.request.urlopen(f"http://{operator.metrics}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def test_a_tenant_policy_opening_prod_to_every_namespace_is_exposed_then_cleared(
+    kubectl: Kubectl, operator: Operator, make_iso, make_ns
+) -> None:
+    label = f"mon.test/{secrets.token_hex(4)}"
+    iso = make_iso(label, isolate=["Ingress"])
+    dev, prod = make_ns({label: "dev"}), make_ns({label: "prod"})
+    for ns in (dev, prod):
+        eventually(lambda ns=ns: holds_exactly(kubectl, iso, ns))
+    eventually(lambda: condition(kubectl, iso, "Exposed").get("status") == "False")
+
+    tenant = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": "allow-all-namespaces", "namespace": prod},
+              "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}], "ports": [{"port": 8080}]}]}}  # fmt: skip
+    kubectl.apply(json.dumps(tenant))
+    cond = eventually(
+        lambda: (
+            condition(kubectl, iso, "Exposed").get("status") == "True"
+            and condition(kubectl, iso, "Exposed")
+        ),
+        timeout=20,
+    )
+    assert cond["reason"] == "CrossSegmentExposure"
+    assert f"{prod}/allow-all-namespaces" in cond["message"]
+    status = kubectl.json("get", "enviso", iso)["status"]
+    assert status["exposureCount"] == 1
+    assert status["exposures"][0] == {
+        "sourceSegment": "dev", "source": dev, "destinationSegment": "prod", "destination": prod,
+        "ports": "TCP 8080", "policies": f"{prod}/allow-all-namespaces",
+    }  # fmt: skip
+    events = kubectl.json(
+        "get", "events", "-n", "default", "--field-selector", f"involvedObject.name={prod}"
+    )["items"]
+    assert [e for e in events if e["reason"] == "CrossSegmentExposure"]
+    assert (
+        kubectl.json("get", "networkpolicy", "allow-all-namespaces", "-n", prod)["metadata"][
+            "generation"
+        ]
+        == 1
+    )
+
+    metrics = scrape(operator)
+    assert (
+        f'envisolation_exposures{{destination_segment="prod",isolation="{iso}",source_segment="dev"}} 1.0'
+        in metrics
+    )
+
+    kubectl("delete", "networkpolicy", "allow-all-namespaces", "-n", prod)
+    eventually(lambda: condition(kubectl, iso, "Exposed").get("status") == "False", timeout=20)
+    lines = [x for x in scrape(operator).splitlines() if x.startswith("envisolation_exposures{")]
+    assert not [x for x in lines if f'isolation="{iso}"' in x]
+
+
+def test_verify_against_the_cluster_exits_1_on_an_exposure_and_0_without(
+    kubectl: Kubectl, operator: Operator, make_iso, make_ns
+) -> None:
+    label = f"ver.test/{secrets.token_hex(4)}"
+    iso = make_iso(label, isolate=["Ingress"])
+    dev, prod = make_ns({label: "dev"}), make_ns({label: "prod"})
+    for ns in (dev, prod):
+        eventually(lambda ns=ns: holds_exactly(kubectl, iso, ns))
+
+    def verify() -> subprocess.CompletedProcess[str]:
+        env = {**kubectl.env, "PYTHONPATH": str(ROOT / "operator")}
+        return subprocess.run([sys.executable, "-m", "envisolation", "verify", "-o", "json"],
+                              capture_output=True, text=True, env=env, check=False)  # fmt: skip
+
+    def mine(res: subprocess.CompletedProcess[str]) -> dict:
+        return next(r for r in json.loads(res.stdout) if r["isolation"] == iso)
+
+    tenant = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": "open", "namespace": prod},
+              "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {label: "dev"}}}]}]}}  # fmt: skip
+    kubectl.apply(json.dumps(tenant))
+    res = verify()
+    assert res.returncode == 1, res.stderr
+    assert mine(res)["matrix"]["dev->prod"] == "exposed"
+    kubectl("delete", "networkpolicy", "open", "-n", prod)
+    res = verify()
+    assert mine(res)["exposures"] == []
+    assert mine(res)["matrix"]["dev->prod"] == "isolated"
+
+
+def test_metrics_endpoint_serves_the_series(
+    kubectl: Kubectl, operator: Operator, make_iso, make_ns
+) -> None:
+    label = f"met.test/{secrets.token_hex(4)}"
+    iso = make_iso(label, segments=[{"name": "dev"}, {"name": "prod", "enforcement": "Audit"}])
+    make_ns({label: "dev"})
+    make_ns({label: "dev"})
+    make_ns({label: "prod"})
+    eventually(
+        lambda: (
+            ready(kubectl, iso) and kubectl.json("get", "enviso", iso)["status"]["namespaces"] == 3
+        )
+    )
+
+    def series() -> str:
+        text = scrape(operator)
+        assert (
+            f'envisolation_namespaces{{isolation="{iso}",segment="dev",state="Isolated"}} 2.0'
+            in text
+        )
+        assert (
+            f'envisolation_namespaces{{isolation="{iso}",segment="prod",state="Audit"}} 1.0' in text
+        )
+        return text
+
+    text = eventually(series, timeout=15)
+    assert 'envisolation_build_info{version="' in text
+    assert 'envisolation_policies_written_total{action="create"}' in text
+    assert "envisolation_reconcile_duration_seconds_bucket" in text
+    assert "envisolation_policies_repaired_total" in text
