@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint fmt unit api test demo cluster-up cluster-down controlplane golden clean crd
+.PHONY: help venv lint fmt unit api test demo cluster-up cluster-down controlplane golden clean crd bench
 
 help:
 	@echo "make demo          local cluster + operator + example (Ctrl-C stops it)"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
 	@echo "make cluster-up    start the local control plane ($(CLUSTER_DIR)/kubeconfig)"
 	@echo "make cluster-down  stop it"
+	@echo "make bench [N=1000] benchmarks at scale (bench/README.md)"
 	@echo "make golden        regenerate tests/golden/*/expected.yaml and plan.yaml"
 	@echo "make crd           regenerate crds/ from hack/gen_crd.py"
 
@@ -65,6 +66,12 @@ cluster-down:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+
+# Benchmarks (not part of `make test`): every N, or one with `make bench N=1000`.
+N ?=
+bench: $(STAMP) controlplane
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) bench/scale_bench.py $(N)
 
 crd: $(STAMP)
 	$(PY) hack/gen_crd.py

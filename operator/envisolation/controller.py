@@ -20,7 +20,7 @@ import structlog
 from envisolation import constants as c
 from envisolation.conditions import Outcome, invalid_status, status_for
 from envisolation.exposure import Exposure, Member, SeenPolicy, find
-from envisolation.kinds import PolicyDict, StatusDict
+from envisolation.kinds import PolicyDict, PolicySpecDict, StatusDict
 from envisolation.kube import ApiError, ObjectRef
 from envisolation.metrics import (
     EXPOSURES,
@@ -104,7 +104,7 @@ class Controller:
         self._exposures: dict[str, list[Exposure]] = {}
         self._exposure_due = True
         self._last_exposure = 0.0
-        self._parsed_live: dict[tuple[str, str, str], Policy] = {}
+        self._parsed_live: dict[int, tuple[PolicySpecDict, Policy]] = {}
         self.passes = 0  # completed reconcile passes (for tests and the health probe)
 
     # -- inputs ------------------------------------------------------------------------------
@@ -386,13 +386,16 @@ class Controller:
     # -- exposures ---------------------------------------------------------------------------
 
     def _as_policy(self, p: LivePolicy) -> Policy:
-        key = (p.namespace, p.name, p.resource_version)
-        if key not in self._parsed_live:
-            if len(self._parsed_live) > 50_000:
+        """Parsed for analysis; equal specs are one shared object, so parse each once."""
+        key = id(p.spec)
+        cached = self._parsed_live.get(key)
+        if cached is None or cached[0] is not p.spec:
+            if len(self._parsed_live) > 10_000:
                 self._parsed_live.clear()
-            body = {"metadata": {"namespace": p.namespace, "name": p.name}, "spec": p.spec}
-            self._parsed_live[key] = parse_policy(body)
-        return self._parsed_live[key]
+            body = {"metadata": {"namespace": "", "name": ""}, "spec": p.spec}
+            cached = (p.spec, parse_policy(body))
+            self._parsed_live[key] = cached
+        return replace(cached[1], namespace=p.namespace, name=p.name)
 
     def analyse(self) -> dict[str, list[Exposure]]:
         """Exposures per isolation, from the indexes (no API call)."""
@@ -404,15 +407,19 @@ class Controller:
                 members.setdefault(d.owner, []).append(Member(ns, facts.label_map, d.segment))
         out: dict[str, list[Exposure]] = {}
         for iso, mine in members.items():
+            foreign = [fp for m in mine for fp in self._foreign.get(m.name, ())]
+            if not foreign:  # only a policy the operator did not write can expose a path
+                out[iso] = []
+                continue
             policies: list[Policy] = []
             labels: dict[tuple[str, str], Mapping[str, str]] = {}
+            for fp in foreign:
+                policies.append(fp.policy)
+                labels[(fp.policy.namespace, fp.policy.name)] = dict(fp.labels)
             for m in mine:
                 for lp in self._policies.get(m.name, ()):
                     policies.append(self._as_policy(lp))
                     labels[(lp.namespace, lp.name)] = dict(lp.labels)
-                for fp in self._foreign.get(m.name, ()):
-                    policies.append(fp.policy)
-                    labels[(fp.policy.namespace, fp.policy.name)] = dict(fp.labels)
             out[iso] = find(mine, policies, labels)
         return out
 

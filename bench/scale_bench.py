@@ -1,0 +1,458 @@
+"""envisolation at scale against the API server's own limit (run: make bench [N=1000]).
+
+For each N, on a fresh local cluster with the flags the tests use:
+  1. N namespaces over dev/test/prod for the operator, and 2 x N of the same shape for the
+     baselines (labelled so the operator ignores them).
+  2. Baselines, same run: the objects `envisolation render` prints, written (a) by a bare
+     asyncio client doing server-side apply at the operator's concurrency, (b) by
+     `kubectl apply --server-side` of the rendered stream.
+  3. The operator: time from applying the EnvironmentIsolation until a watch has seen every
+     namespace hold its policies (convergence_s), and until status says Ready.
+  4. Latency: relabel namespaces dev <-> prod at 10 changes/s for LATENCY_S seconds; per
+     change, the time until the watch shows its policies match.
+  5. Writes, from the API server's apiserver_request_total: per namespace at convergence,
+     during IDLE_S idle, an operator restart, a forced relist (kube-apiserver restarted),
+     and an Argo-CD-like re-apply of the unchanged CR every 10 s for 60 s.
+  6. RSS and CPU seconds of the operator.
+Results: bench/results/scale-<N>.json; bench/README.md's table comes from them
+(`python bench/scale_bench.py --table`), and bench/results/convergence.png.
+Environment: BENCH_IDLE_S (default 300), BENCH_LATENCY_S (default 60).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import platform
+import re
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "operator"))
+
+from envisolation import __version__  # noqa: E402
+from envisolation.cli import render_all  # noqa: E402
+from envisolation.model import EnvironmentIsolation, NamespaceFacts  # noqa: E402
+from envisolation.render import RenderContext  # noqa: E402
+
+SEGMENTS = ("dev", "test", "prod")
+CONCURRENCY = 16  # the operator's: Controller(concurrency=16) over a 16-thread client pool
+RESULTS = ROOT / "bench" / "results"
+WRITE_VERBS = ("POST", "PUT", "PATCH", "APPLY", "DELETE")
+
+
+def cr() -> dict[str, Any]:
+    body = yaml.safe_load((ROOT / "examples" / "three-segments.yaml").read_text())
+    for s in body["spec"]["segments"]:  # every segment enforced, every namespace managed
+        s.pop("enforcement", None)
+        s.pop("namespaceSelector", None)
+    return dict(body)
+
+
+class Api:
+    """A bare asyncio client: the baseline's writer, the watch and the metrics reader."""
+
+    def __init__(self, kubeconfig: Path, tmp: Path) -> None:
+        cfg = json.loads(kubeconfig.read_text())
+        self.server = cfg["clusters"][0]["cluster"]["server"]
+        user = cfg["users"][0]["user"]
+        for key, name in (("client-certificate-data", "crt"), ("client-key-data", "key")):
+            (tmp / f"client.{name}").write_bytes(base64.b64decode(user[key]))
+        (tmp / "ca.crt").write_bytes(
+            base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"])
+        )
+        self.ssl = ssl.create_default_context(cafile=str(tmp / "ca.crt"))
+        self.ssl.load_cert_chain(str(tmp / "client.crt"), str(tmp / "client.key"))
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Api:
+        conn = aiohttp.TCPConnector(ssl=self.ssl, limit=CONCURRENCY * 2)
+        self.session = aiohttp.ClientSession(
+            connector=conn, timeout=aiohttp.ClientTimeout(total=None)
+        )
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.session is not None
+        await self.session.close()
+
+    async def apply(self, obj: dict[str, Any]) -> None:
+        assert self.session is not None
+        meta = obj["metadata"]
+        url = f"{self.server}/apis/networking.k8s.io/v1/namespaces/{meta['namespace']}/networkpolicies/{meta['name']}"
+        async with self.session.patch(
+            url, params={"fieldManager": "bench-baseline", "force": "true"}, data=json.dumps(obj),
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        ) as r:  # fmt: skip
+            r.raise_for_status()
+            await r.read()
+
+    async def label(self, ns: str, key: str, value: str) -> None:
+        assert self.session is not None
+        async with self.session.patch(
+            f"{self.server}/api/v1/namespaces/{ns}", data=json.dumps({"metadata": {"labels": {key: value}}}),
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as r:  # fmt: skip
+            r.raise_for_status()
+            await r.read()
+
+    async def writes(self) -> dict[str, float]:
+        """apiserver_request_total writes for networkpolicies and the CR (status apart)."""
+        assert self.session is not None
+        async with self.session.get(f"{self.server}/metrics") as r:
+            text = await r.text()
+        out = {"policies": 0.0, "status": 0.0, "cr": 0.0}
+        for line in text.splitlines():
+            if not line.startswith("apiserver_request_total{"):
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+            if labels.get("verb") not in WRITE_VERBS:
+                continue
+            value = float(line.rsplit(" ", 1)[1])
+            if labels.get("resource") == "networkpolicies":
+                out["policies"] += value
+            elif labels.get("resource") == "environmentisolations":
+                out["status" if labels.get("subresource") == "status" else "cr"] += value
+        return out
+
+    async def watch(self, on_event: Any, stop: asyncio.Event) -> None:
+        """Watch managed NetworkPolicies cluster-wide until `stop` (re-watching on timeouts)."""
+        assert self.session is not None
+        rv = ""
+        while not stop.is_set():
+            params = {"watch": "1", "labelSelector": "app.kubernetes.io/managed-by=envisolation",
+                      "allowWatchBookmarks": "true", "timeoutSeconds": "60"}  # fmt: skip
+            if rv:
+                params["resourceVersion"] = rv
+            try:
+                async with self.session.get(
+                    f"{self.server}/apis/networking.k8s.io/v1/networkpolicies", params=params
+                ) as r:
+                    async for raw in r.content:
+                        ev = json.loads(raw)
+                        rv = ev["object"]["metadata"].get("resourceVersion", rv)
+                        if ev["type"] != "BOOKMARK":
+                            on_event(ev["type"], ev["object"], time.monotonic())
+                        if stop.is_set():
+                            return
+            except (aiohttp.ClientError, TimeoutError):
+                await asyncio.sleep(0.5)
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    rss = next(
+        int(x.split()[1])
+        for x in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if x.startswith("VmRSS:")
+    )
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return rss / 1024, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="envisolation-scale-"))
+    hack = [sys.executable, str(ROOT / "hack" / "cluster")]
+    subprocess.run([*hack, "up", "--dir", str(work / "c")], check=True, capture_output=True)
+    state = json.loads((work / "c" / "state.json").read_text())
+    kubeconfig = work / "c" / "kubeconfig"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    kubectl = str(Path(state["bin_dir"]) / "kubectl")
+
+    def k(*a: str, stdin: str | None = None) -> str:
+        return subprocess.run(
+            [kubectl, *a], input=stdin, env=env, check=True, capture_output=True, text=True
+        ).stdout
+
+    op: subprocess.Popen[bytes] | None = None
+    result: dict[str, Any] = {"n": n}
+    try:
+        k("apply", "--server-side", "-k", str(ROOT / "crds"))
+        k("wait", "--for=condition=established", "crd/environmentisolations.envisolation.io")
+        body = cr()
+        iso = EnvironmentIsolation.from_body(body)
+        groups = {"op": "env", "a": "base-a", "b": "base-b"}
+        facts: dict[str, list[NamespaceFacts]] = {}
+        docs = []
+        for g, prefix in groups.items():
+            facts[g] = []
+            for i in range(n):
+                name, seg = f"{prefix}-{i:05}", SEGMENTS[i % 3]
+                labels = {"environment": seg} if g == "op" else {"bench-baseline": seg}
+                docs.append(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Namespace",
+                        "metadata": {"name": name, "labels": labels},
+                    }
+                )
+                facts[g].append(
+                    NamespaceFacts.from_body(
+                        {"metadata": {"name": name, "labels": {"environment": seg}}}
+                    )
+                )
+        for i in range(0, len(docs), 500):
+            k("apply", "-f", "-", stdin=yaml.safe_dump_all(docs[i : i + 500]))
+        ctx = RenderContext()
+        desired = {g: render_all([iso], facts[g], ctx) for g in groups}
+        result["policies"] = len(desired["op"])
+
+        async with Api(kubeconfig, work) as api:
+            sem = asyncio.Semaphore(CONCURRENCY)
+
+            async def one(obj: Any) -> None:
+                async with sem:
+                    await api.apply(obj)
+
+            t0 = time.monotonic()
+            await asyncio.gather(*(one(dict(p)) for p in desired["a"]))
+            result["baseline_ssa_s"] = round(time.monotonic() - t0, 2)
+            stream = work / "b.yaml"
+            stream.write_text(yaml.safe_dump_all([dict(p) for p in desired["b"]]))
+            t0 = time.monotonic()
+            k("apply", "--server-side", "--field-manager=bench-kubectl", "-f", str(stream))
+            result["baseline_kubectl_s"] = round(time.monotonic() - t0, 2)
+
+            op_env = {**env, "PYTHONPATH": str(ROOT / "operator")}
+            argv = [
+                sys.executable,
+                "-m",
+                "envisolation",
+                "run",
+                "--liveness",
+                "",
+                "--metrics-bind",
+                "",
+            ]
+            op = subprocess.Popen(
+                argv, env=op_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            await asyncio.sleep(5)
+
+            # -- convergence, observed through a watch ---------------------------------
+            want: dict[str, dict[str, str]] = {}
+            for p in desired["op"]:
+                want.setdefault(p["metadata"]["namespace"], {})[p["metadata"]["name"]] = p[
+                    "metadata"
+                ]["labels"]["envisolation.io/segment"]
+            live: dict[str, dict[str, str]] = {}
+            done_at: dict[str, float] = {}
+            expect: dict[str, dict[str, str]] = {ns: dict(v) for ns, v in want.items()}
+
+            def on_event(kind: str, obj: dict[str, Any], at: float) -> None:
+                ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+                cur = live.setdefault(ns, {})
+                if kind == "DELETED":
+                    cur.pop(name, None)
+                else:
+                    cur[name] = obj["metadata"]["labels"].get("envisolation.io/segment", "")
+                if ns in expect and cur == expect[ns]:
+                    done_at[ns] = at
+
+            stop = asyncio.Event()
+            watcher = asyncio.create_task(api.watch(on_event, stop))
+            await asyncio.sleep(1)
+            before = await api.writes()
+            t0 = time.monotonic()
+            k("apply", "-f", "-", stdin=json.dumps(body))
+            while len(done_at) < len(want):
+                await asyncio.sleep(0.05)
+                if time.monotonic() - t0 > 3600:
+                    raise TimeoutError("no convergence within an hour")
+            result["convergence_s"] = round(max(done_at.values()) - t0, 2)
+            while True:
+                st = json.loads(k("get", "enviso", "environments", "-o", "json")).get("status", {})
+                if st.get("namespaces") == n and any(
+                    c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", [])
+                ):
+                    break
+                await asyncio.sleep(0.2)
+            result["ready_s"] = round(time.monotonic() - t0, 2)
+            await asyncio.sleep(3)
+            after = await api.writes()
+            result["writes_per_namespace"] = round((after["policies"] - before["policies"]) / n, 3)
+            result["policies_per_namespace"] = round(len(desired["op"]) / n, 3)
+            result["status_writes_convergence"] = after["status"] - before["status"]
+
+            # -- latency: relabel dev <-> prod at 10 changes per second ------------------
+            dev = [f.name for f in facts["op"] if f.label_map["environment"] == "dev"]
+            prod_want = want[
+                next(f.name for f in facts["op"] if f.label_map["environment"] == "prod")
+            ]
+            dev_want = want[dev[0]]
+            segment_now = dict.fromkeys(dev, "dev")
+            latencies: list[float] = []
+            pending: dict[str, float] = {}
+            changes = int(latency_s * 10)
+            for i in range(changes):
+                ns = dev[i % len(dev)]
+                if ns in pending:  # the previous change of this namespace is not done yet
+                    await asyncio.sleep(0.1)
+                    continue
+                target = "prod" if segment_now[ns] == "dev" else "dev"
+                expect[ns] = dict.fromkeys(prod_want if target == "prod" else dev_want, target)
+                done_at.pop(ns, None)
+                started = time.monotonic()
+                pending[ns] = started
+                await api.label(ns, "environment", target)
+                segment_now[ns] = target
+                for other, s in list(pending.items()):
+                    if other in done_at:
+                        latencies.append(done_at[other] - s)
+                        del pending[other]
+                await asyncio.sleep(max(0.0, started + 0.1 - time.monotonic()))
+            deadline = time.monotonic() + 60
+            while pending and time.monotonic() < deadline:
+                for other, s in list(pending.items()):
+                    if other in done_at:
+                        latencies.append(done_at[other] - s)
+                        del pending[other]
+                await asyncio.sleep(0.05)
+            result["latency_changes"] = len(latencies)
+            result["latency_lost"] = len(pending)
+            result["latency_p50_s"] = round(pct(latencies, 50), 3)
+            result["latency_p95_s"] = round(pct(latencies, 95), 3)
+            result["latency_p99_s"] = round(pct(latencies, 99), 3)
+            result["latency_max_s"] = round(max(latencies), 3) if latencies else None
+            result["latency_mean_s"] = round(statistics.fmean(latencies), 3) if latencies else None
+            await asyncio.sleep(5)
+
+            # -- writes at steady state ---------------------------------------------------
+            w0 = await api.writes()
+            await asyncio.sleep(idle_s)
+            w1 = await api.writes()
+            result["idle_s"] = idle_s
+            result["idle_writes"] = w1["policies"] - w0["policies"]
+            status_writes = w1["status"] - w0["status"]
+
+            rss, cpu = proc_stats(op.pid)  # converged, after the idle period
+            result["rss_mib"] = round(rss, 1)
+            result["cpu_s"] = round(cpu, 1)
+            op.send_signal(signal.SIGTERM)
+            op.wait(timeout=30)
+            op = subprocess.Popen(
+                argv, env=op_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            await asyncio.sleep(30)
+            w2 = await api.writes()
+            result["restart_writes"] = w2["policies"] - w1["policies"]
+            status_writes += w2["status"] - w1["status"]
+
+            stop.set()
+            watcher.cancel()
+        # A forced relist: the API server goes away and comes back; every watch relists.
+        subprocess.run(
+            [*hack, "restart", "kube-apiserver", "--dir", str(work / "c")],
+            check=True,
+            capture_output=True,
+        )
+        await asyncio.sleep(30)
+        async with Api(kubeconfig, work) as api:
+            w3 = await api.writes()  # counters restarted with the API server
+            result["relist_writes"] = w3["policies"]
+            status_writes += w3["status"]
+            for _ in range(6):  # Argo-CD-like: re-apply the unchanged CR every 10 s
+                k("apply", "-f", "-", stdin=json.dumps(body))
+                await asyncio.sleep(10)
+            w4 = await api.writes()
+            result["reapply_writes"] = w4["policies"] - w3["policies"]
+            status_writes += w4["status"] - w3["status"]
+        result["status_writes"] = status_writes
+        result["ratio"] = round(result["convergence_s"] / result["baseline_ssa_s"], 2)
+        result.update(
+            {
+                "envisolation": __version__,
+                "kubernetes": "v1.37.2",
+                "python": platform.python_version(),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "date": time.strftime("%Y-%m-%d"),
+            }
+        )
+        return result
+    finally:
+        if op is not None and op.poll() is None:
+            op.kill()
+        subprocess.run([*hack, "down", "--dir", str(work / "c")], check=False, capture_output=True)
+
+
+COLUMNS = [
+    ("n", "N"), ("policies", "policies"), ("baseline_ssa_s", "bare SSA s"), ("baseline_kubectl_s", "kubectl s"),
+    ("convergence_s", "operator s"), ("ratio", "ratio"), ("ready_s", "Ready s"), ("latency_p50_s", "p50 s"),
+    ("latency_p99_s", "p99 s"), ("writes_per_namespace", "writes/ns"), ("idle_writes", "idle"),
+    ("restart_writes", "restart"), ("relist_writes", "relist"), ("reapply_writes", "re-apply"),
+    ("status_writes", "status"), ("rss_mib", "RSS MiB"),
+]  # fmt: skip
+
+
+def table() -> str:
+    rows = sorted(
+        (json.loads(p.read_text()) for p in RESULTS.glob("scale-*.json")), key=lambda r: r["n"]
+    )
+    out = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    out += ["| " + " | ".join(str(r.get(key, "")) for key, _ in COLUMNS) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def plot() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(
+        (json.loads(p.read_text()) for p in RESULTS.glob("scale-*.json")), key=lambda r: r["n"]
+    )
+    if not rows:
+        return
+    ns = [r["n"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("convergence_s", "envisolation"), ("baseline_ssa_s", "bare asyncio SSA"),
+                       ("baseline_kubectl_s", "kubectl apply --server-side")):  # fmt: skip
+        ax.plot(ns, [r[key] for r in rows], marker="o", label=label)
+    ax.set_xlabel("namespaces")
+    ax.set_ylabel("seconds to write every policy")
+    ax.set_title("Convergence against the API server's own limit")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "convergence.png", dpi=100)
+
+
+def main() -> None:
+    if "--table" in sys.argv:
+        print(table())
+        return
+    sizes = [int(a) for a in sys.argv[1:] if a.isdigit()] or [100, 1000, 5000]
+    idle_s = float(os.environ.get("BENCH_IDLE_S", "300"))
+    latency_s = float(os.environ.get("BENCH_LATENCY_S", "60"))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for n in sizes:
+        print(f"== N={n} (idle {idle_s:.0f} s, latency {latency_s:.0f} s)", flush=True)
+        r = asyncio.run(run(n, idle_s, latency_s))
+        (RESULTS / f"scale-{n}.json").write_text(json.dumps(r, indent=2) + "\n")
+        print(json.dumps(r, indent=2), flush=True)
+    plot()
+    print(table())
+
+
+if __name__ == "__main__":
+    main()
