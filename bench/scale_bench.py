@@ -214,6 +214,12 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
             k("apply", "-f", "-", stdin=yaml.safe_dump_all(docs[i : i + 500]))
         ctx = RenderContext()
         desired = {g: render_all([iso], facts[g], ctx) for g in groups}
+        for g in ("a", "b"):  # same objects, but not labelled as the operator's own
+            for p in desired[g]:
+                p["metadata"]["labels"] = {
+                    **p["metadata"]["labels"],
+                    "app.kubernetes.io/managed-by": f"bench-{g}",
+                }
         result["policies"] = len(desired["op"])
 
         async with Api(kubeconfig, work) as api:
