@@ -45,14 +45,6 @@ class Conns:
     ports: tuple[Ranges, Ranges, Ranges] = ((), (), ())
 
     @classmethod
-    def all(cls) -> Conns:
-        return ALL
-
-    @classmethod
-    def none(cls) -> Conns:
-        return NONE
-
-    @classmethod
     def of(cls, protocol: str, lo: int | None = None, hi: int | None = None) -> Conns:
         """All ports of `protocol`, or port `lo`, or the range `lo`-`hi`."""
         ports: list[Ranges] = [(), (), ()]

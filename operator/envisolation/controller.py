@@ -176,10 +176,6 @@ class Controller:
             1 for store in self._policies.values() for p in store if p.isolation == isolation
         )
 
-    def converged(self, isolation: str) -> bool:
-        owned = [o for o in self._outcomes.values() if o.decision.owner == isolation]
-        return not self._dirty and not self._all_dirty and all(o.converged for o in owned)
-
     # -- the loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
