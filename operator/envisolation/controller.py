@@ -33,7 +33,7 @@ from envisolation.metrics import (
     RECONCILE_SECONDS,
 )
 from envisolation.model import EnvironmentIsolation, InvalidSpec, IsolationRecord, NamespaceFacts
-from envisolation.plan import LivePolicy, NamespacePlan, Verb, plan_namespace
+from envisolation.plan import Action, LivePolicy, NamespacePlan, Verb, plan_namespace
 from envisolation.reachability import Policy, parse_policy
 from envisolation.render import Decision, NamespaceState, RenderContext, decide
 from envisolation.verify import OWNED
@@ -61,6 +61,18 @@ class _Written:
     policy: LivePolicy | None  # None: we deleted the object with this uid
     uid: str
     at: float
+
+
+def phases(actions: tuple[Action, ...]) -> list[list[Action]]:
+    """Split an ordered plan into phases: allows, the deny, stale allows, the deny's delete."""
+    out: list[list[Action]] = []
+    for a in actions:
+        key = (a.verb, a.name == c.POLICY_DEFAULT_DENY)
+        if out and (out[-1][0].verb, out[-1][0].name == c.POLICY_DEFAULT_DENY) == key:
+            out[-1].append(a)
+        else:
+            out.append([a])
+    return out
 
 
 def _rv(value: str) -> int:
@@ -287,9 +299,16 @@ class Controller:
         bound = log.bind(namespace=ns, segment=decision.segment, isolation=decision.owner)
         done: list[str] = []
         try:
-            for action in plan.actions:
-                await self._execute(ns, action)
-                done.append(str(action))
+            for phase in phases(plan.actions):
+                # Within a phase the order does not matter, so its writes go out together;
+                # a phase starts only when the one before it has fully succeeded.
+                results = await asyncio.gather(
+                    *(self._execute(ns, a) for a in phase), return_exceptions=True
+                )
+                done.extend(str(a) for a, r in zip(phase, results, strict=True) if r is None)
+                failed = [r for r in results if isinstance(r, BaseException)]
+                if failed:
+                    raise failed[0]
         except ApiError as e:
             bound.warning("write failed", error=str(e), done=done, transient=e.transient)
             self._outcomes[ns] = replace(outcome, converged=False, error=str(e))
@@ -308,9 +327,9 @@ class Controller:
         bound.info("repaired drift" if drift else "policies changed", actions=done)
         await self._announce(facts, decision, plan, drift)
 
-    async def _execute(self, ns: str, action: Any) -> None:
+    async def _execute(self, ns: str, action: Action) -> None:
         bucket = self._written.setdefault(ns, {})
-        if action.verb is Verb.APPLY:
+        if action.policy is not None:  # an apply
             body = await self.kube.apply_policy(action.policy)
             live = LivePolicy.from_body(body)
             bucket[action.name] = _Written(

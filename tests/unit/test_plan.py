@@ -74,3 +74,20 @@ def test_audit_plans_nothing_but_counts_what_enforce_would_do() -> None:
     )
     assert plan.empty
     assert plan.would_apply == 3
+
+
+def test_phases_keep_allows_before_the_deny_and_its_delete_last() -> None:
+    from envisolation.controller import phases
+
+    i = iso(allow=[{"name": "a", "ingress": [{}]}, {"name": "b", "ingress": [{}]}])
+    plan = plan_namespace(decide(ns("x", environment="dev"), [i], CTX), [], {"env"})
+    got = [[a.name for a in p] for p in phases(plan.actions)]
+    assert got[-1] == ["envisolation-default-deny"]
+    assert "envisolation-default-deny" not in got[0]
+    live = live_after(plan, [])
+    leave = plan_namespace(decide(ns("x"), [i], CTX), live, {"env"})
+    got = [[a.name for a in p] for p in phases(leave.actions)]
+    assert got == [
+        sorted(n for n in (p.name for p in live) if n != "envisolation-default-deny"),
+        ["envisolation-default-deny"],
+    ]
