@@ -139,6 +139,7 @@ class Controller:
         self._exposure_due = True
         self._last_exposure = 0.0
         self._parsed_live: dict[int, tuple[PolicySpecDict, Policy]] = {}
+        self._last_release = 0.0
         self.passes = 0  # completed reconcile passes (for tests and the health probe)
 
     # -- inputs ------------------------------------------------------------------------------
@@ -240,8 +241,9 @@ class Controller:
         self._exposure_due = True
         self.passes += 1
         RECONCILE_SECONDS.observe(time.monotonic() - started)
-        if len(batch) >= 200:
-            release_memory()
+        if len(batch) >= 200 and time.monotonic() - self._last_release > 30:
+            self._last_release = time.monotonic()
+            release_memory()  # a full GC costs time with a large heap: at most every 30 s
 
     async def _guarded(self, ns: str, valid: list[EnvironmentIsolation], known: set[str]) -> None:
         async with self._sem:
