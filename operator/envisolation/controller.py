@@ -22,21 +22,19 @@ import structlog
 
 from envisolation import constants as c
 from envisolation.conditions import Outcome, invalid_status, status_for
-from envisolation.exposure import Exposure, Member, SeenPolicy, find
-from envisolation.kinds import PolicyDict, PolicySpecDict, StatusDict
+from envisolation.exposure import SeenPolicy
+from envisolation.kinds import PolicyDict, StatusDict
 from envisolation.kube import ApiError, ObjectRef
 from envisolation.metrics import (
-    EXPOSURES,
     NAMESPACES,
     POLICIES_REPAIRED,
     POLICIES_WRITTEN,
     RECONCILE_SECONDS,
 )
 from envisolation.model import EnvironmentIsolation, InvalidSpec, IsolationRecord, NamespaceFacts
-from envisolation.plan import Action, LivePolicy, NamespacePlan, Verb, plan_namespace
-from envisolation.reachability import Policy, parse_policy
+from envisolation.monitor import ExposureMonitor
+from envisolation.plan import Action, LivePolicy, NamespacePlan, Verb, phases, plan_namespace
 from envisolation.render import Decision, NamespaceState, RenderContext, decide
-from envisolation.verify import OWNED
 
 log = structlog.get_logger("envisolation.controller")
 EXPOSURE_INTERVAL_SECONDS = 2.0  # exposure analysis runs at most this often
@@ -61,18 +59,6 @@ class _Written:
     policy: LivePolicy | None  # None: we deleted the object with this uid
     uid: str
     at: float
-
-
-def phases(actions: tuple[Action, ...]) -> list[list[Action]]:
-    """Split an ordered plan into phases: allows, the deny, stale allows, the deny's delete."""
-    out: list[list[Action]] = []
-    for a in actions:
-        key = (a.verb, a.name == c.POLICY_DEFAULT_DENY)
-        if out and (out[-1][0].verb, out[-1][0].name == c.POLICY_DEFAULT_DENY) == key:
-            out[-1].append(a)
-        else:
-            out.append([a])
-    return out
 
 
 def _rv(value: str) -> int:
@@ -135,10 +121,9 @@ class Controller:
         # isolation -> (uid, generation) that its last full pass used
         self._synced: dict[str, tuple[str, int]] = {}
         self._foreign: Mapping[str, Collection[SeenPolicy]] = {}
-        self._exposures: dict[str, list[Exposure]] = {}
+        self.monitor = ExposureMonitor()
         self._exposure_due = True
         self._last_exposure = 0.0
-        self._parsed_live: dict[int, tuple[PolicySpecDict, Policy]] = {}
         self._last_release = 0.0
         self.passes = 0  # completed reconcile passes (for tests and the health probe)
 
@@ -383,7 +368,7 @@ class Controller:
             else:
                 synced = self._synced.get(rec.name) == (iso.uid, iso.generation)
                 status = status_for(
-                    iso, outcomes, rec.status, now, not synced, self._exposures.get(rec.name)
+                    iso, outcomes, rec.status, now, not synced, self.monitor.exposures.get(rec.name)
                 )
             if dict(status) == dict(rec.status):
                 continue
@@ -426,44 +411,6 @@ class Controller:
 
     # -- exposures ---------------------------------------------------------------------------
 
-    def _as_policy(self, p: LivePolicy) -> Policy:
-        """Parsed for analysis; equal specs are one shared object, so parse each once."""
-        key = id(p.spec)
-        cached = self._parsed_live.get(key)
-        if cached is None or cached[0] is not p.spec:
-            if len(self._parsed_live) > 10_000:
-                self._parsed_live.clear()
-            body = {"metadata": {"namespace": "", "name": ""}, "spec": p.spec}
-            cached = (p.spec, parse_policy(body))
-            self._parsed_live[key] = cached
-        return replace(cached[1], namespace=p.namespace, name=p.name)
-
-    def analyse(self) -> dict[str, list[Exposure]]:
-        """Exposures per isolation, from the indexes (no API call)."""
-        members: dict[str, list[Member]] = {}
-        for ns, o in self._outcomes.items():
-            d = o.decision
-            facts = next(iter(self._namespaces.get(ns, ())), None)
-            if d.owner and d.segment and d.state in OWNED and facts is not None:
-                members.setdefault(d.owner, []).append(Member(ns, facts.label_map, d.segment))
-        out: dict[str, list[Exposure]] = {}
-        for iso, mine in members.items():
-            foreign = [fp for m in mine for fp in self._foreign.get(m.name, ())]
-            if not foreign:  # only a policy the operator did not write can expose a path
-                out[iso] = []
-                continue
-            policies: list[Policy] = []
-            labels: dict[tuple[str, str], Mapping[str, str]] = {}
-            for fp in foreign:
-                policies.append(fp.policy)
-                labels[(fp.policy.namespace, fp.policy.name)] = dict(fp.labels)
-            for m in mine:
-                for lp in self._policies.get(m.name, ()):
-                    policies.append(self._as_policy(lp))
-                    labels[(lp.namespace, lp.name)] = dict(lp.labels)
-            out[iso] = find(mine, policies, labels)
-        return out
-
     async def _maybe_analyse(self) -> None:
         if not self._exposure_due:
             return
@@ -471,34 +418,21 @@ class Controller:
             return
         self._exposure_due = False
         self._last_exposure = time.monotonic()
-        found = self.analyse()
-        for rec in self.records():
-            found.setdefault(rec.name, [])
-        before = {iso: {e.key for e in es} for iso, es in self._exposures.items()}
-        if found != self._exposures:
+        found = self.monitor.analyse(
+            self._outcomes, self._namespaces, self._policies, self._foreign
+        )
+        changed, new = self.monitor.update(found, (r.name for r in self.records()))
+        if changed:
             self._status_due = True
-        self._exposures = found
-        EXPOSURES.clear()
-        for iso, exposures in found.items():
-            pairs: dict[tuple[str, str], int] = {}
-            for e in exposures:
-                k = (e.source_segment, e.destination_segment)
-                pairs[k] = pairs.get(k, 0) + 1
-            for (src, dst), n in pairs.items():
-                EXPOSURES.labels(iso, src, dst).set(n)
-            for e in exposures:
-                if e.key in before.get(iso, set()):
-                    continue
-                where = e.destination if e.destination_segment else e.source
-                log.warning(
-                    "cross-segment exposure", isolation=iso, namespace=where, exposure=str(e)
-                )
-                await self.kube.post_event(
-                    ObjectRef("Namespace", where),
-                    "CrossSegmentExposure",
-                    f"{e} (EnvironmentIsolation {iso} does not declare this path)",
-                    warning=True,
-                )
+        for iso, e in new:
+            where = e.destination if e.destination_segment else e.source
+            log.warning("cross-segment exposure", isolation=iso, namespace=where, exposure=str(e))
+            await self.kube.post_event(
+                ObjectRef("Namespace", where),
+                "CrossSegmentExposure",
+                f"{e} (EnvironmentIsolation {iso} does not declare this path)",
+                warning=True,
+            )
 
     def _export_metrics(self) -> None:
         NAMESPACES.clear()

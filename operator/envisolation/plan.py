@@ -164,6 +164,18 @@ def plan_namespace(
     )
 
 
+def phases(actions: tuple[Action, ...]) -> list[list[Action]]:
+    """Split an ordered plan into phases: allows, the deny, stale allows, the deny's delete."""
+    out: list[list[Action]] = []
+    for a in actions:
+        key = (a.verb, a.name == c.POLICY_DEFAULT_DENY)
+        if out and (out[-1][0].verb, out[-1][0].name == c.POLICY_DEFAULT_DENY) == key:
+            out[-1].append(a)
+        else:
+            out.append([a])
+    return out
+
+
 def live_after(plan: NamespacePlan, live: Iterable[LivePolicy]) -> list[LivePolicy]:
     """The live set once `plan` has been carried out (as the API would report it)."""
     by_name = {p.name: p for p in live}

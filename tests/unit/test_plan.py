@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from envisolation.model import EnvironmentIsolation, NamespaceFacts
-from envisolation.plan import LivePolicy, Verb, canonical, diff, live_after, plan_namespace
+from envisolation.plan import LivePolicy, Verb, canonical, diff, live_after, phases, plan_namespace
 from envisolation.render import RenderContext, decide
 
 CTX = RenderContext()
@@ -77,8 +77,6 @@ def test_audit_plans_nothing_but_counts_what_enforce_would_do() -> None:
 
 
 def test_phases_keep_allows_before_the_deny_and_its_delete_last() -> None:
-    from envisolation.controller import phases
-
     i = iso(allow=[{"name": "a", "ingress": [{}]}, {"name": "b", "ingress": [{}]}])
     plan = plan_namespace(decide(ns("x", environment="dev"), [i], CTX), [], {"env"})
     got = [[a.name for a in p] for p in phases(plan.actions)]
