@@ -1,8 +1,9 @@
 """The reconcile loop: dirty namespaces in, ordered writes out, status coalesced.
 
-Kopf feeds it (handlers.py binds Kopf's indexes and marks namespaces dirty); it knows
-nothing of Kopf. Everything it reads comes from those in-memory indexes, so a namespace
-event costs one namespace's plan, never a relist, and an unchanged world costs no write.
+Kopf feeds it (handlers.py hands over watch events and the index of EnvironmentIsolations);
+it knows nothing of Kopf. Everything it reads comes from memory (store.ClusterView, filled
+by one LIST at start-up and at each resync), so a namespace event costs one namespace's
+plan, never a relist, and an unchanged world costs no write.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import structlog
 
 from envisolation import constants as c
 from envisolation.conditions import Outcome, invalid_status, status_for
-from envisolation.exposure import SeenPolicy
 from envisolation.kinds import PolicyDict, StatusDict
 from envisolation.kube import ApiError, ObjectRef
 from envisolation.metrics import (
@@ -35,12 +35,14 @@ from envisolation.model import EnvironmentIsolation, InvalidSpec, IsolationRecor
 from envisolation.monitor import ExposureMonitor
 from envisolation.plan import Action, LivePolicy, NamespacePlan, Verb, phases, plan_namespace
 from envisolation.render import Decision, NamespaceState, RenderContext, decide
+from envisolation.store import ClusterView
 
 log = structlog.get_logger("envisolation.controller")
 EXPOSURE_INTERVAL_SECONDS = 2.0  # exposure analysis runs at most this often
 
 
 class KubeApi(Protocol):
+    async def list_cluster(self) -> tuple[list[Any], str, list[Any], str]: ...
     async def apply_policy(self, policy: PolicyDict) -> Mapping[str, Any]: ...
     async def delete_policy(
         self, namespace: str, name: str, uid: str, resource_version: str
@@ -103,8 +105,7 @@ class Controller:
         self.ctx = ctx
         self.resync_seconds = resync_seconds
         self._sem = asyncio.Semaphore(concurrency)
-        self._namespaces: Mapping[str, Collection[NamespaceFacts]] = {}
-        self._policies: Mapping[str, Collection[LivePolicy]] = {}
+        self.view = ClusterView()
         self._records: Mapping[str, Collection[IsolationRecord]] = {}
         self._bound = asyncio.Event()
         self._wake = asyncio.Event()
@@ -120,7 +121,6 @@ class Controller:
         self._sent: dict[str, tuple[StatusDict, float]] = {}
         # isolation -> (uid, generation) that its last full pass used
         self._synced: dict[str, tuple[str, int]] = {}
-        self._foreign: Mapping[str, Collection[SeenPolicy]] = {}
         self.monitor = ExposureMonitor()
         self._exposure_due = True
         self._last_exposure = 0.0
@@ -129,17 +129,31 @@ class Controller:
 
     # -- inputs ------------------------------------------------------------------------------
 
-    def bind(
-        self,
-        namespaces: Mapping[str, Collection[NamespaceFacts]],
-        policies: Mapping[str, Collection[LivePolicy]],
-        records: Mapping[str, Collection[IsolationRecord]],
-        foreign: Mapping[str, Collection[SeenPolicy]],
-    ) -> None:
-        """Hand over Kopf's live indexes (they are complete once any handler runs)."""
-        self._namespaces, self._policies, self._records = namespaces, policies, records
-        self._foreign = foreign
+    def bind(self, records: Mapping[str, Collection[IsolationRecord]]) -> None:
+        """Hand over Kopf's index of EnvironmentIsolations (complete once any handler runs)."""
+        self._records = records
         self._bound.set()
+
+    def namespace_event(self, kind: str | None, body: Mapping[str, Any]) -> None:
+        self.touch(self.view.namespace_event(kind, body))
+
+    def policy_event(self, kind: str | None, body: Mapping[str, Any]) -> None:
+        ns, foreign = self.view.policy_event(kind, body)
+        self.touch(ns)
+        if foreign:
+            self.touch_exposure()
+
+    async def load(self) -> None:
+        """LIST Namespaces and NetworkPolicies into the view, retrying until it works."""
+        delay = 1.0
+        while True:
+            try:
+                self.view.load(*await self.kube.list_cluster())
+                return
+            except ApiError as e:
+                log.warning("listing the cluster failed; retrying", error=str(e), delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def touch(self, namespace: str) -> None:
         self._dirty.add(namespace)
@@ -171,28 +185,33 @@ class Controller:
     def remaining(self, isolation: str) -> int:
         """Live policies still labelled with `isolation` (for deletionPolicy Delete)."""
         return sum(
-            1 for store in self._policies.values() for p in store if p.isolation == isolation
+            1
+            for inner in self.view.managed.values()
+            for p in inner.values()
+            if p.isolation == isolation
         )
 
     # -- the loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
         await self._bound.wait()
+        await self.load()
         next_resync = time.monotonic() + self.resync_seconds
         while True:
             now = time.monotonic()
             if now >= next_resync:
+                await self.load()  # also drops what a missed DELETED event left behind
                 self._all_dirty = True
                 next_resync = now + self.resync_seconds
             due = {ns for ns, t in self._retry_at.items() if t <= now}
             if self._all_dirty:
                 self._all_dirty = False
                 self._dirty.clear()
-                batch = set(self._namespaces) | set(self._outcomes)
+                batch = set(self.view.namespaces) | set(self._outcomes)
             else:
                 batch, self._dirty = self._dirty | due, set()
             if batch:
-                await self._pass(batch, full=batch >= set(self._namespaces))
+                await self._pass(batch, full=batch >= set(self.view.namespaces))
             await self._maybe_analyse()
             await self._maybe_flush_status()
             waits = [next_resync, *self._retry_at.values()]
@@ -240,7 +259,7 @@ class Controller:
 
     def _live(self, ns: str) -> list[LivePolicy]:
         """The index's view, corrected by our own writes it has not seen yet."""
-        live = {p.name: p for p in self._policies.get(ns, ())}
+        live = dict(self.view.managed.get(ns, {}))
         pending = self._written.get(ns, {})
         for name, w in list(pending.items()):
             cur = live.get(name)
@@ -259,7 +278,7 @@ class Controller:
         return sorted(live.values(), key=lambda p: p.name)
 
     async def _reconcile(self, ns: str, valid: list[EnvironmentIsolation], known: set[str]) -> None:
-        facts = next(iter(self._namespaces.get(ns, ())), None)
+        facts = self.view.namespaces.get(ns)
         if facts is None:  # the namespace is gone
             self._outcomes.pop(ns, None)
             self._retry_at.pop(ns, None)
@@ -419,7 +438,7 @@ class Controller:
         self._exposure_due = False
         self._last_exposure = time.monotonic()
         found = self.monitor.analyse(
-            self._outcomes, self._namespaces, self._policies, self._foreign
+            self._outcomes, self.view.namespaces, self.view.managed, self.view.foreign
         )
         changed, new = self.monitor.update(found, (r.name for r in self.records()))
         if changed:

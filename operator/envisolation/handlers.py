@@ -1,8 +1,9 @@
-"""Kopf handlers: thin. They keep indexes, mark work for the controller, and report.
+"""Kopf handlers: thin. They pass watch events to the controller and report.
 
-Namespaces and NetworkPolicies are only indexed and watched (`@kopf.index`,
-`@kopf.on.event`): Kopf writes nothing to them. Only our own EnvironmentIsolation gets
-Kopf's change-detecting handlers (and a finalizer, only with deletionPolicy Delete).
+Namespaces and NetworkPolicies are only watched (`@kopf.on.event`, no Kopf index: see
+store.py for why): Kopf writes nothing to them. Only our own EnvironmentIsolation gets
+an index and Kopf's change-detecting handlers (and a finalizer, only with deletionPolicy
+Delete).
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ import structlog
 
 from envisolation import constants as c
 from envisolation.controller import Controller
-from envisolation.exposure import SeenPolicy
 from envisolation.kube import Kube, ObjectRef
-from envisolation.model import InvalidSpec, IsolationRecord, NamespaceFacts
-from envisolation.plan import LivePolicy
+from envisolation.model import InvalidSpec, IsolationRecord
 from envisolation.render import RenderContext
 
 log = structlog.get_logger("envisolation.handlers")
@@ -74,47 +73,14 @@ async def probe(memo: kopf.Memo, **_: Any) -> str:
 # (a sync handler would run in Kopf's thread pool and race with it).
 
 
-@kopf.index("", "v1", "namespaces")
-async def namespace_facts(body: kopf.Body, name: str, **_: Any) -> dict[str, NamespaceFacts]:
-    return {name: NamespaceFacts.from_body(body)}
-
-
-@kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
-async def managed_policies(
-    body: kopf.Body, namespace: str | None, **_: Any
-) -> dict[str, LivePolicy]:
-    return {namespace or "": LivePolicy.from_body(body)}
-
-
 @kopf.index(c.GROUP, c.VERSION, c.PLURAL)
 async def isolation_records(body: kopf.Body, name: str, **_: Any) -> dict[str, IsolationRecord]:
     return {name: IsolationRecord.from_body(body)}
 
 
-def _not_ours(labels: kopf.Labels, **_: Any) -> bool:
-    return labels.get(c.LABEL_MANAGED_BY) != c.MANAGED_BY
-
-
-@kopf.index("networking.k8s.io", "v1", "networkpolicies", when=_not_ours)
-async def other_policies(
-    body: kopf.Body, namespace: str | None, **_: Any
-) -> dict[str, SeenPolicy] | None:
-    """Everyone else's policies, for exposure analysis only (never written)."""
-    try:
-        return {namespace or "": SeenPolicy.from_body(body)}
-    except InvalidSpec as e:
-        log.warning("cannot analyse policy", namespace=namespace, error=str(e))
-        return None
-
-
 def _controller(memo: kopf.Memo, kwargs: dict[str, Any]) -> Controller:
     controller: Controller = memo.controller
-    controller.bind(
-        kwargs["namespace_facts"],
-        kwargs["managed_policies"],
-        kwargs["isolation_records"],
-        kwargs["other_policies"],
-    )
+    controller.bind(kwargs["isolation_records"])
     return controller
 
 
@@ -122,20 +88,16 @@ def _controller(memo: kopf.Memo, kwargs: dict[str, Any]) -> Controller:
 
 
 @kopf.on.event("", "v1", "namespaces")
-async def namespace_changed(name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    _controller(memo, kwargs).touch(name)
+async def namespace_changed(
+    type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    _controller(memo, kwargs).namespace_event(type, body)
 
 
-@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
-async def policy_changed(namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
-    _controller(memo, kwargs).touch(namespace or "")
-
-
-@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", when=_not_ours)
-async def other_policy_changed(namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
-    controller = _controller(memo, kwargs)
-    controller.touch_exposure()
-    controller.touch(namespace or "")  # it may be one of ours that lost its label
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies")
+async def policy_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Every policy: ours to keep, everyone else's to analyse (never written)."""
+    _controller(memo, kwargs).policy_event(type, body)
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)

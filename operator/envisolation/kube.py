@@ -148,6 +148,19 @@ class Kube:
                 raise
         API_WRITES.labels("status").inc()
 
+    async def list_cluster(self) -> tuple[list[Any], str, list[Any], str]:
+        """Every Namespace and NetworkPolicy, with each listing's resourceVersion."""
+        namespaces, policies = await asyncio.gather(
+            self._call("list", self._core.list_namespace),
+            self._call("list", self._net.list_network_policy_for_all_namespaces),
+        )
+        return (
+            list(namespaces.get("items") or []),
+            str((namespaces.get("metadata") or {}).get("resourceVersion", "")),
+            list(policies.get("items") or []),
+            str((policies.get("metadata") or {}).get("resourceVersion", "")),
+        )
+
     async def list_for_verify(self) -> list[Mapping[str, Any]]:
         """EnvironmentIsolations, Namespaces and NetworkPolicies, as plain objects."""
         isolations, namespaces, policies = await asyncio.gather(

@@ -7,7 +7,7 @@ look (for one Event each), and keeps the exposure metric.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from envisolation.conditions import Outcome
@@ -40,20 +40,20 @@ class ExposureMonitor:
     def analyse(
         self,
         outcomes: Mapping[str, Outcome],
-        namespaces: Mapping[str, Collection[NamespaceFacts]],
-        managed: Mapping[str, Collection[LivePolicy]],
-        foreign: Mapping[str, Collection[SeenPolicy]],
+        namespaces: Mapping[str, NamespaceFacts],
+        managed: Mapping[str, Mapping[str, LivePolicy]],
+        foreign: Mapping[str, Mapping[str, SeenPolicy]],
     ) -> dict[str, list[Exposure]]:
         """Exposures per isolation."""
         members: dict[str, list[Member]] = {}
         for ns, o in outcomes.items():
             d = o.decision
-            facts = next(iter(namespaces.get(ns, ())), None)
+            facts = namespaces.get(ns)
             if d.owner and d.segment and d.state in OWNED and facts is not None:
                 members.setdefault(d.owner, []).append(Member(ns, facts.label_map, d.segment))
         out: dict[str, list[Exposure]] = {}
         for iso, mine in members.items():
-            theirs = [fp for m in mine for fp in foreign.get(m.name, ())]
+            theirs = [fp for m in mine for fp in foreign.get(m.name, {}).values()]
             if not theirs:  # only a policy the operator did not write can expose a path
                 out[iso] = []
                 continue
@@ -63,7 +63,7 @@ class ExposureMonitor:
                 policies.append(fp.policy)
                 labels[(fp.policy.namespace, fp.policy.name)] = dict(fp.labels)
             for m in mine:
-                for lp in managed.get(m.name, ()):
+                for lp in managed.get(m.name, {}).values():
                     policies.append(self._as_policy(lp))
                     labels[(lp.namespace, lp.name)] = dict(lp.labels)
             out[iso] = find(mine, policies, labels)

@@ -1,0 +1,124 @@
+"""The operator's in-memory view of Namespaces and NetworkPolicies (no I/O, no Kopf).
+
+Filled by one LIST at start-up (and at every resync, which also drops what a missed
+DELETED event left behind) and kept current by watch events. Kopf's indexes would do
+the same, but at start-up Kopf makes every indexed object wait for every other one, which
+grows much faster than linearly with the objects a cluster already holds; namespaces and
+policies are the many objects, so they live here. Newer resourceVersions always win.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from envisolation import constants as c
+from envisolation.exposure import SeenPolicy
+from envisolation.model import InvalidSpec, NamespaceFacts
+from envisolation.plan import LivePolicy
+
+
+def _rv(meta: Mapping[str, Any]) -> int:
+    try:
+        return int(meta.get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+class ClusterView:
+    def __init__(self) -> None:
+        self.namespaces: dict[str, NamespaceFacts] = {}
+        self.managed: dict[str, dict[str, LivePolicy]] = {}  # namespace -> name -> policy
+        self.foreign: dict[str, dict[str, SeenPolicy]] = {}
+        self._rv: dict[tuple[str, str], int] = {}  # ("", ns) or (ns, policy) -> rv
+        self._gone: dict[tuple[str, str], int] = {}  # deletions seen, until the next load
+        self.loaded = False
+
+    # -- events ------------------------------------------------------------------------------
+
+    def namespace_event(self, kind: str | None, body: Mapping[str, Any]) -> str:
+        meta = body.get("metadata") or {}
+        name = str(meta.get("name", ""))
+        key, rv = ("", name), _rv(meta)
+        if kind == "DELETED":
+            self.namespaces.pop(name, None)
+            self._rv.pop(key, None)
+            self._gone[key] = rv
+        elif rv >= self._rv.get(key, 0) and rv > self._gone.get(key, -1):
+            self.namespaces[name] = NamespaceFacts.from_body(body)
+            self._rv[key] = rv
+        return name
+
+    def policy_event(self, kind: str | None, body: Mapping[str, Any]) -> tuple[str, bool]:
+        """Apply one event; returns (namespace, whether a foreign policy was involved)."""
+        meta = body.get("metadata") or {}
+        ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        key, rv = (ns, name), _rv(meta)
+        was_foreign = name in self.foreign.get(ns, {})
+        if kind == "DELETED":
+            self._drop(ns, name)
+            self._rv.pop(key, None)
+            self._gone[key] = rv
+            return ns, was_foreign
+        if rv < self._rv.get(key, 0) or rv <= self._gone.get(key, -1):
+            return ns, False  # older than what we hold, or deleted since
+        self._rv[key] = rv
+        self._drop(ns, name)
+        labels = meta.get("labels") or {}
+        if labels.get(c.LABEL_MANAGED_BY) == c.MANAGED_BY:
+            self.managed.setdefault(ns, {})[name] = LivePolicy.from_body(body)
+            return ns, was_foreign
+        # The API server accepted it; if we cannot read it, we cannot analyse it.
+        with contextlib.suppress(InvalidSpec):
+            self.foreign.setdefault(ns, {})[name] = SeenPolicy.from_body(body)
+        return ns, True
+
+    def _drop(self, ns: str, name: str) -> None:
+        for store in (self.managed, self.foreign):
+            inner = store.get(ns)
+            if inner is not None:
+                inner.pop(name, None)
+                if not inner:
+                    del store[ns]
+
+    # -- listings ----------------------------------------------------------------------------
+
+    def load(
+        self,
+        namespaces: Iterable[Mapping[str, Any]],
+        namespaces_rv: str,
+        policies: Iterable[Mapping[str, Any]],
+        policies_rv: str,
+    ) -> None:
+        """Replace the view with a LIST, keeping what events brought that is newer."""
+        old_ns, old_managed, old_foreign, old_rv = (
+            self.namespaces, self.managed, self.foreign, self._rv
+        )  # fmt: skip
+        self.namespaces, self.managed, self.foreign, self._rv = {}, {}, {}, {}
+        # Deletions that events brought keep the listing from resurrecting those objects.
+        for body in namespaces:
+            self.namespace_event("ADDED", body)
+        for body in policies:
+            self.policy_event("ADDED", body)
+        listed = {
+            "": _rv({"resourceVersion": namespaces_rv}),
+            "*": _rv({"resourceVersion": policies_rv}),
+        }
+        for key, rv in old_rv.items():
+            horizon = listed[""] if key[0] == "" else listed["*"]
+            if rv <= horizon or rv <= self._rv.get(key, 0):
+                continue  # the listing is as new or newer: it decides
+            self._rv[key] = rv
+            if key[0] == "":
+                if key[1] in old_ns:
+                    self.namespaces[key[1]] = old_ns[key[1]]
+            else:
+                ns, name = key
+                self._drop(ns, name)
+                if name in old_managed.get(ns, {}):
+                    self.managed.setdefault(ns, {})[name] = old_managed[ns][name]
+                elif name in old_foreign.get(ns, {}):
+                    self.foreign.setdefault(ns, {})[name] = old_foreign[ns][name]
+        self._gone = {}
+        self.loaded = True

@@ -1,0 +1,65 @@
+"""The in-memory view: newer resourceVersions win, deletions are not resurrected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envisolation.store import ClusterView
+
+MANAGED = {"app.kubernetes.io/managed-by": "envisolation", "envisolation.io/isolation": "env"}
+
+
+def ns(name: str, rv: int, **labels: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "resourceVersion": str(rv), "labels": labels}}
+
+
+def pol(
+    name: str, rv: int, labels: dict[str, str] | None = None, namespace: str = "a"
+) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": namespace, "resourceVersion": str(rv), "labels": labels or {}},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}  # fmt: skip
+
+
+def test_events_keep_the_newest_state() -> None:
+    v = ClusterView()
+    v.namespace_event("ADDED", ns("a", 5, environment="dev"))
+    v.namespace_event("MODIFIED", ns("a", 3, environment="prod"))  # older: ignored
+    assert v.namespaces["a"].label_map["environment"] == "dev"
+    v.namespace_event("MODIFIED", ns("a", 7, environment="prod"))
+    assert v.namespaces["a"].label_map["environment"] == "prod"
+
+
+def test_policies_move_between_managed_and_foreign_with_their_label() -> None:
+    v = ClusterView()
+    assert v.policy_event("ADDED", pol("p", 1, MANAGED)) == ("a", False)
+    assert "p" in v.managed["a"]
+    assert v.policy_event("MODIFIED", pol("p", 2, {})) == ("a", True)
+    assert "p" in v.foreign["a"]
+    assert "a" not in v.managed
+    v.policy_event("DELETED", pol("p", 3))
+    assert not v.foreign and not v.managed
+
+
+def test_a_listing_does_not_resurrect_what_events_deleted_or_override_newer_events() -> None:
+    v = ClusterView()
+    v.policy_event("DELETED", pol("gone", 12, MANAGED))
+    v.policy_event("ADDED", pol("new", 15, MANAGED))
+    v.namespace_event("MODIFIED", ns("a", 14, environment="prod"))
+    # The LIST was served at revision 10: it still has "gone", lacks "new", has an older "a".
+    v.load(
+        [ns("a", 9, environment="dev"), ns("b", 8)],
+        "10",
+        [pol("gone", 6, MANAGED), pol("kept", 7, MANAGED)],
+        "10",
+    )
+    assert set(v.managed["a"]) == {"new", "kept"}
+    assert v.namespaces["a"].label_map["environment"] == "prod"
+    assert set(v.namespaces) == {"a", "b"}
+
+
+def test_a_listing_drops_what_a_missed_deleted_event_left_behind() -> None:
+    v = ClusterView()
+    v.load([ns("a", 1)], "5", [pol("old", 2, MANAGED)], "5")
+    v.load([ns("a", 1)], "20", [], "20")  # "old" vanished while we were not watching
+    assert "a" not in v.managed
+    assert v.loaded
