@@ -13,9 +13,11 @@ an ipBlock matches pod addresses depends on the network plugin.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from envisolation import constants as c
@@ -44,8 +46,21 @@ class SeenPolicy:
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> SeenPolicy:
-        labels = (body.get("metadata") or {}).get("labels") or {}
-        return cls(parse_policy(body), tuple(sorted((str(k), str(v)) for k, v in labels.items())))
+        meta = body.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        shared = _parsed_spec(json.dumps(body.get("spec") or {}, sort_keys=True))
+        policy = replace(
+            shared,
+            namespace=str(meta.get("namespace") or "default"),
+            name=str(meta.get("name") or ""),
+        )
+        return cls(policy, tuple(sorted((str(k), str(v)) for k, v in labels.items())))
+
+
+@functools.lru_cache(maxsize=8192)
+def _parsed_spec(text: str) -> Policy:
+    """Equal specs parse to one shared object (namespace and name are filled in per use)."""
+    return parse_policy({"metadata": {"namespace": "", "name": ""}, "spec": json.loads(text)})
 
 
 @dataclass(frozen=True)
