@@ -86,6 +86,14 @@ class Kubectl:
     def apply(self, manifest: str, *args: str) -> subprocess.CompletedProcess[str]:
         return self("apply", "-f", "-", *args, input=manifest)
 
+    def token_kubeconfig(self, token: str, path: Path) -> Path:
+        """A kubeconfig for this cluster that authenticates with `token` only."""
+        cfg = json.loads(self("config", "view", "--raw", "-o", "json").stdout)
+        cfg["users"] = [{"name": "token", "user": {"token": token}}]
+        cfg["contexts"][0]["context"]["user"] = "token"
+        path.write_text(json.dumps(cfg))
+        return path
+
     def policies(self, namespace: str) -> dict[str, dict[str, Any]]:
         items = self.json("get", "networkpolicies", "-n", namespace)["items"]
         return {p["metadata"]["name"]: p for p in items}

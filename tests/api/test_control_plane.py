@@ -160,10 +160,7 @@ def test_service_account_tokens_work(kubectl: Kubectl, make_ns, tmp_path) -> Non
     ns = make_ns()
     kubectl("create", "serviceaccount", "reader", "-n", ns)
     token = kubectl("create", "token", "reader", "-n", ns).stdout.strip()
-    cfg = json.loads(kubectl("config", "view", "--raw", "-o", "json").stdout)
-    cfg["users"] = [{"name": "reader", "user": {"token": token}}]
-    cfg["contexts"][0]["context"]["user"] = "reader"
-    (tmp_path / "kubeconfig").write_text(json.dumps(cfg))
+    kubectl.token_kubeconfig(token, tmp_path / "kubeconfig")
     res = subprocess.run(
         [str(kubectl.cluster.bin_dir / "kubectl"), "--kubeconfig", str(tmp_path / "kubeconfig"),
          "auth", "whoami", "-o", "json"],

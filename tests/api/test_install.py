@@ -75,11 +75,7 @@ def sa_operator(
     token = installed(
         "create", "token", "envisolation", "-n", "envisolation-system", "--duration=2h"
     ).stdout.strip()
-    cfg = json.loads(installed("config", "view", "--raw", "-o", "json").stdout)
-    cfg["users"] = [{"name": "envisolation", "user": {"token": token}}]
-    cfg["contexts"][0]["context"]["user"] = "envisolation"
-    path = tmp_path_factory.mktemp("sa") / "kubeconfig"
-    path.write_text(json.dumps(cfg))
+    path = installed.token_kubeconfig(token, tmp_path_factory.mktemp("sa") / "kubeconfig")
     op = Operator(guarded, guarded.dir / "logs" / "operator-sa.log", kubeconfig=path)
     op.start()
     try:
