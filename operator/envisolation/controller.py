@@ -39,6 +39,9 @@ from envisolation.store import ClusterView
 
 log = structlog.get_logger("envisolation.controller")
 EXPOSURE_INTERVAL_SECONDS = 2.0  # exposure analysis runs at most this often
+# A listing event this long after our own LIST is a watch's relist, not the start-up one.
+RELIST_GRACE_SECONDS = 30.0
+RELIST_SETTLE_SECONDS = 2.0  # no listing event for this long: the relist is complete
 
 
 class KubeApi(Protocol):
@@ -125,6 +128,9 @@ class Controller:
         self._exposure_due = True
         self._last_exposure = 0.0
         self._last_release = 0.0
+        self._impersonators: dict[tuple[str, str], str] = {}  # reported already
+        self._loaded_at = 0.0
+        self._relist_at: float | None = None  # a watch relisted; reload after it settles
         self.passes = 0  # completed reconcile passes (for tests and the health probe)
 
     # -- inputs ------------------------------------------------------------------------------
@@ -135,13 +141,29 @@ class Controller:
         self._bound.set()
 
     def namespace_event(self, kind: str | None, body: Mapping[str, Any]) -> None:
+        self._seen_listing(kind)
         self.touch(self.view.namespace_event(kind, body))
 
     def policy_event(self, kind: str | None, body: Mapping[str, Any]) -> None:
+        self._seen_listing(kind)
         ns, foreign = self.view.policy_event(kind, body)
         self.touch(ns)
         if foreign:
             self.touch_exposure()
+
+    def _seen_listing(self, kind: str | None) -> None:
+        """Kopf delivers a (re)listing as events of type None.
+
+        Long after our own LIST, that means a watch was restarted with a relist (after a
+        410 Gone or a lost connection). A relist cannot deliver the deletions that
+        happened while the watch was down, so only comparing with a fresh LIST finds
+        them: reload once the relist has settled (see run()).
+        """
+        if kind is None and self.view.loaded:
+            now = time.monotonic()
+            if now - self._loaded_at > RELIST_GRACE_SECONDS:
+                self._relist_at = now
+                self._wake.set()
 
     async def load(self) -> None:
         """LIST Namespaces and NetworkPolicies into the view, retrying until it works."""
@@ -149,6 +171,7 @@ class Controller:
         while True:
             try:
                 self.view.load(*await self.kube.list_cluster())
+                self._loaded_at = time.monotonic()
                 return
             except ApiError as e:
                 log.warning("listing the cluster failed; retrying", error=str(e), delay=delay)
@@ -199,7 +222,13 @@ class Controller:
         next_resync = time.monotonic() + self.resync_seconds
         while True:
             now = time.monotonic()
-            if now >= next_resync:
+            relisted = (
+                self._relist_at is not None and now - self._relist_at >= RELIST_SETTLE_SECONDS
+            )
+            if now >= next_resync or relisted:
+                if relisted:
+                    log.info("a watch relisted; comparing with a fresh listing")
+                self._relist_at = None
                 await self.load()  # also drops what a missed DELETED event left behind
                 self._all_dirty = True
                 next_resync = now + self.resync_seconds
@@ -215,6 +244,8 @@ class Controller:
             await self._maybe_analyse()
             await self._maybe_flush_status()
             waits = [next_resync, *self._retry_at.values()]
+            if self._relist_at is not None:
+                waits.append(self._relist_at + RELIST_SETTLE_SECONDS)
             if self._status_due:
                 waits.append(self._last_status + c.STATUS_MIN_INTERVAL_SECONDS)
             if self._exposure_due:
@@ -443,6 +474,7 @@ class Controller:
         changed, new = self.monitor.update(found, (r.name for r in self.records()))
         if changed:
             self._status_due = True
+        await self._report_impersonators()
         for iso, e in new:
             where = e.destination if e.destination_segment else e.source
             log.warning("cross-segment exposure", isolation=iso, namespace=where, exposure=str(e))
@@ -452,6 +484,24 @@ class Controller:
                 f"{e} (EnvironmentIsolation {iso} does not declare this path)",
                 warning=True,
             )
+
+    async def _report_impersonators(self) -> None:
+        """One Warning per policy that carries our label without being ours (never adopted)."""
+        current = dict(self.view.impersonating)
+        for (ns, name), uid in sorted(current.items()):
+            if self._impersonators.get((ns, name)) == uid:
+                continue
+            log.warning("policy carries the operator's label but is not its own",
+                        namespace=ns, policy=name)  # fmt: skip
+            await self.kube.post_event(
+                ObjectRef("Namespace", ns),
+                "ImpersonatedPolicy",
+                f"NetworkPolicy {ns}/{name} carries the label {c.LABEL_MANAGED_BY}="
+                f"{c.MANAGED_BY} but was not written by envisolation; it is analysed like any "
+                "other policy and never adopted",
+                warning=True,
+            )
+        self._impersonators = current
 
     def _export_metrics(self) -> None:
         NAMESPACES.clear()

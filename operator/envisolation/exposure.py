@@ -17,10 +17,10 @@ import functools
 import ipaddress
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from typing import Any
 
-from envisolation import constants as c
 from envisolation.conns import ALL, NONE, Conns
 from envisolation.reachability import Peer, Policy, PortRule, Rule, parse_policy
 from envisolation.selectors import LabelSelector
@@ -144,16 +144,20 @@ def _grant(
     return (out if isolated else ALL), who
 
 
-def _managed(p: Policy, labels: Mapping[tuple[str, str], Mapping[str, str]]) -> bool:
-    return labels.get((p.namespace, p.name), {}).get(c.LABEL_MANAGED_BY) == c.MANAGED_BY
+def _managed(p: Policy, managed: AbstractSet[tuple[str, str]]) -> bool:
+    return (p.namespace, p.name) in managed
 
 
 def find(
     members: Sequence[Member],
     policies: Sequence[Policy],
-    policy_labels: Mapping[tuple[str, str], Mapping[str, str]],
+    managed: AbstractSet[tuple[str, str]],
 ) -> list[Exposure]:
-    """Every undeclared cross-segment path between members, and wide ipBlocks."""
+    """Every undeclared cross-segment path between members, and wide ipBlocks.
+
+    `managed` holds (namespace, name) of the policies the operator owns (plan.owned);
+    a policy that only carries the operator's label is analysed like any other.
+    """
     by_ns: dict[str, list[Policy]] = {}
     for p in policies:
         by_ns.setdefault(p.namespace, []).append(p)
@@ -162,7 +166,7 @@ def find(
     candidates: set[tuple[str, str]] = set()
     wide: list[Exposure] = []
     for p in policies:
-        if p.namespace not in member or _managed(p, policy_labels):
+        if p.namespace not in member or _managed(p, managed):
             continue
         here = member[p.namespace]
         for direction, rules in (("ingress", p.ingress), ("egress", p.egress)):
@@ -210,15 +214,15 @@ def find(
         total = out_all & in_all
         if not total:
             continue
-        out_managed, _ = _grant([p for p in pols_a if _managed(p, policy_labels)], "egress", b)
-        in_managed, _ = _grant([p for p in pols_b if _managed(p, policy_labels)], "ingress", a)
+        out_managed, _ = _grant([p for p in pols_a if _managed(p, managed)], "egress", b)
+        in_managed, _ = _grant([p for p in pols_b if _managed(p, managed)], "ingress", a)
         extra = total - (out_managed & in_managed)
         if not extra:
             continue
         responsible = sorted(
             f"{p.namespace}/{p.name}"
             for p, conns in [*who_out, *who_in]
-            if not _managed(p, policy_labels) and conns & extra
+            if not _managed(p, managed) and conns & extra
         )
         found.append(Exposure(a.segment, a.name, b.segment, b.name, extra, tuple(responsible)))
     unique = {(e.source, e.destination, e.policies): e for e in wide}

@@ -34,8 +34,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.peering.standalone = True
     settings.scanning.disabled = True
     settings.posting.enabled = False  # our Events are explicit, one per change
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
+    # The server ends each watch after a minute and Kopf re-watches from the last
+    # resourceVersion (no relist); a watch that stays silent longer than client_timeout
+    # is taken as dead, so a frozen or unreachable API server is noticed within 75 s.
+    settings.watching.server_timeout = 60
+    settings.watching.client_timeout = 75
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
     settings.batching.error_delays = (1, 2, 5, 10, 30, 60)

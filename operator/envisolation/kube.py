@@ -25,6 +25,9 @@ from envisolation.kinds import PolicyDict, StatusDict
 from envisolation.metrics import API_ERRORS, API_WRITES
 
 APPLY = "application/apply-patch+yaml"
+CONNECT_TIMEOUT = 10.0  # seconds to open a connection
+CALL_TIMEOUT = 30.0  # seconds to read the answer to a write
+LIST_TIMEOUT = 120.0  # seconds to read a cluster-wide LIST
 
 
 class ApiError(Exception):
@@ -73,6 +76,10 @@ class Kube:
 
     async def _call(self, verb: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         loop = asyncio.get_running_loop()
+        # A frozen or half-dead API server must not hold a worker forever; a LIST of a
+        # large cluster may legitimately take a while.
+        timeout = (CONNECT_TIMEOUT, LIST_TIMEOUT if verb == "list" else CALL_TIMEOUT)
+        kw.setdefault("_request_timeout", timeout)
         try:
             resp = await loop.run_in_executor(
                 self._pool, partial(fn, *args, _preload_content=False, **kw)

@@ -57,16 +57,13 @@ class ExposureMonitor:
             if not theirs:  # only a policy the operator did not write can expose a path
                 out[iso] = []
                 continue
-            policies: list[Policy] = []
-            labels: dict[tuple[str, str], Mapping[str, str]] = {}
-            for fp in theirs:
-                policies.append(fp.policy)
-                labels[(fp.policy.namespace, fp.policy.name)] = dict(fp.labels)
+            policies: list[Policy] = [fp.policy for fp in theirs]
+            ours: set[tuple[str, str]] = set()
             for m in mine:
                 for lp in managed.get(m.name, {}).values():
                     policies.append(self._as_policy(lp))
-                    labels[(lp.namespace, lp.name)] = dict(lp.labels)
-            out[iso] = find(mine, policies, labels)
+                    ours.add((lp.namespace, lp.name))
+            out[iso] = find(mine, policies, ours)
         return out
 
     def update(

@@ -21,6 +21,29 @@ from envisolation.kinds import PolicyDict, PolicySpecDict
 from envisolation.render import Decision
 
 
+def owned(meta: Mapping[str, Any], strict: bool = True) -> bool:
+    """Is this NetworkPolicy the operator's own?
+
+    The managed-by label alone can be copied by anyone who may write policies, so a live
+    object is ours only if our field manager also holds fields of it (the API server
+    records that; a tenant cannot fake it without using our manager name). `strict=False`
+    accepts the label alone when the object carries no managedFields at all, as files
+    exported with `kubectl get -o yaml` do (offline verify).
+    """
+    if (meta.get("labels") or {}).get(c.LABEL_MANAGED_BY) != c.MANAGED_BY:
+        return False
+    fields = meta.get("managedFields")
+    if not fields:
+        return not strict
+    return any(isinstance(f, Mapping) and f.get("manager") == c.FIELD_MANAGER for f in fields)
+
+
+def impersonates(meta: Mapping[str, Any]) -> bool:
+    """Carries the operator's managed-by label but was not written by the operator."""
+    labels = meta.get("labels") or {}
+    return labels.get(c.LABEL_MANAGED_BY) == c.MANAGED_BY and not owned(meta)
+
+
 @dataclass(frozen=True)
 class LivePolicy:
     """A managed NetworkPolicy as the API server holds it (only what planning needs)."""

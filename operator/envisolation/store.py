@@ -13,10 +13,9 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from envisolation import constants as c
 from envisolation.exposure import SeenPolicy
 from envisolation.model import InvalidSpec, NamespaceFacts
-from envisolation.plan import LivePolicy
+from envisolation.plan import LivePolicy, impersonates, owned
 
 
 def _rv(meta: Mapping[str, Any]) -> int:
@@ -33,6 +32,8 @@ class ClusterView:
         self.foreign: dict[str, dict[str, SeenPolicy]] = {}
         self._rv: dict[tuple[str, str], int] = {}  # ("", ns) or (ns, policy) -> rv
         self._gone: dict[tuple[str, str], int] = {}  # deletions seen, until the next load
+        # foreign policies that carry our managed-by label: (namespace, name) -> uid
+        self.impersonating: dict[tuple[str, str], str] = {}
         self.loaded = False
 
     # -- events ------------------------------------------------------------------------------
@@ -51,7 +52,11 @@ class ClusterView:
         return name
 
     def policy_event(self, kind: str | None, body: Mapping[str, Any]) -> tuple[str, bool]:
-        """Apply one event; returns (namespace, whether a foreign policy was involved)."""
+        """Apply one event; returns (namespace, whether a foreign policy was involved).
+
+        Only a policy our field manager wrote is managed (plan.owned); one that merely
+        carries our label is foreign: analysed for exposures, reported, never written.
+        """
         meta = body.get("metadata") or {}
         ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
         key, rv = (ns, name), _rv(meta)
@@ -65,16 +70,18 @@ class ClusterView:
             return ns, False  # older than what we hold, or deleted since
         self._rv[key] = rv
         self._drop(ns, name)
-        labels = meta.get("labels") or {}
-        if labels.get(c.LABEL_MANAGED_BY) == c.MANAGED_BY:
+        if owned(meta):
             self.managed.setdefault(ns, {})[name] = LivePolicy.from_body(body)
             return ns, was_foreign
+        if impersonates(meta):
+            self.impersonating[key] = str(meta.get("uid", ""))
         # The API server accepted it; if we cannot read it, we cannot analyse it.
         with contextlib.suppress(InvalidSpec):
             self.foreign.setdefault(ns, {})[name] = SeenPolicy.from_body(body)
         return ns, True
 
     def _drop(self, ns: str, name: str) -> None:
+        self.impersonating.pop((ns, name), None)
         for store in (self.managed, self.foreign):
             inner = store.get(ns)
             if inner is not None:
@@ -96,6 +103,7 @@ class ClusterView:
             self.namespaces, self.managed, self.foreign, self._rv
         )  # fmt: skip
         self.namespaces, self.managed, self.foreign, self._rv = {}, {}, {}, {}
+        old_imp, self.impersonating = self.impersonating, {}
         # Deletions that events brought keep the listing from resurrecting those objects.
         for body in namespaces:
             self.namespace_event("ADDED", body)
@@ -120,5 +128,7 @@ class ClusterView:
                     self.managed.setdefault(ns, {})[name] = old_managed[ns][name]
                 elif name in old_foreign.get(ns, {}):
                     self.foreign.setdefault(ns, {})[name] = old_foreign[ns][name]
+                    if key in old_imp:
+                        self.impersonating[key] = old_imp[key]
         self._gone = {}
         self.loaded = True

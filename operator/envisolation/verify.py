@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
 from envisolation.exposure import Exposure, Member, find
 from envisolation.model import EnvironmentIsolation, NamespaceFacts
+from envisolation.plan import owned
 from envisolation.reachability import Policy, parse_policy
 from envisolation.render import NamespaceState, RenderContext, decide
 
@@ -70,13 +72,13 @@ def report(
     isolations: Sequence[EnvironmentIsolation],
     namespaces: Sequence[NamespaceFacts],
     policies: Sequence[Policy],
-    policy_labels: Mapping[tuple[str, str], Mapping[str, str]],
+    managed: AbstractSet[tuple[str, str]],
     ctx: RenderContext,
 ) -> Report:
     mine = members(iso, isolations, namespaces, ctx)
     names = {m.name for m in mine}
     relevant = [p for p in policies if p.namespace in names]
-    found = tuple(find(mine, relevant, policy_labels))
+    found = tuple(find(mine, relevant, managed))
     exposed = {(e.source_segment, e.destination_segment) for e in found}
     segs = tuple(s.name for s in iso.segments)
     matrix = {
@@ -97,11 +99,14 @@ def reports_from_objects(objects: Sequence[Mapping[str, Any]], ctx: RenderContex
     namespaces = [NamespaceFacts.from_body(o) for o in objects if o.get("kind") == "Namespace"]
     raw = [o for o in objects if o.get("kind") == "NetworkPolicy"]
     policies = [parse_policy(o) for o in raw]
-    labels = {
-        (p.namespace, p.name): dict((o.get("metadata") or {}).get("labels") or {})
+    # Live objects carry managedFields and must prove ownership with them; exported files
+    # usually carry none, and then the label decides.
+    managed = {
+        (p.namespace, p.name)
         for p, o in zip(policies, raw, strict=True)
+        if owned(o.get("metadata") or {}, strict=False)
     }
-    return [report(i, isolations, namespaces, policies, labels, ctx) for i in isolations]
+    return [report(i, isolations, namespaces, policies, managed, ctx) for i in isolations]
 
 
 def format_text(reports: Sequence[Report]) -> str:

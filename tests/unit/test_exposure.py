@@ -143,3 +143,19 @@ def test_verify_cli_exit_codes(tmp_path: Path) -> None:
         "kind: EnvironmentIsolation\nmetadata: {name: x}\nspec: {segments: []}\n"
     )
     assert verify().returncode == 2
+
+
+def test_a_policy_with_our_label_but_another_writer_is_reported_not_trusted() -> None:
+    """Label spoofing: live objects prove ownership with managedFields, not with labels."""
+    cr = iso(isolate=["Ingress"])
+    spoof = tenant("app-prod", ingress=[{"from": [{"namespaceSelector": {}}]}])
+    spoof["metadata"]["name"] = "envisolation-allow-sneaky"
+    spoof["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "envisolation"}
+    spoof["metadata"]["managedFields"] = [{"manager": "kubectl-client-side-apply"}]
+    (r,) = reports_from_objects(world(cr, spoof), CTX)
+    assert r.matrix[("dev", "prod")] == "exposed"
+    assert {e.policies for e in r.exposures} == {("app-prod/envisolation-allow-sneaky",)}
+    # An export without managedFields is judged by its label (nothing better is known).
+    del spoof["metadata"]["managedFields"]
+    (r,) = reports_from_objects(world(cr, spoof), CTX)
+    assert r.matrix[("dev", "prod")] == "isolated"

@@ -14,9 +14,15 @@ def ns(name: str, rv: int, **labels: str) -> dict[str, Any]:
 
 
 def pol(
-    name: str, rv: int, labels: dict[str, str] | None = None, namespace: str = "a"
+    name: str,
+    rv: int,
+    labels: dict[str, str] | None = None,
+    namespace: str = "a",
+    manager: str = "envisolation",
 ) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": namespace, "resourceVersion": str(rv), "labels": labels or {}},
+    fields = [{"manager": manager, "operation": "Apply", "fieldsType": "FieldsV1"}]
+    return {"metadata": {"name": name, "namespace": namespace, "resourceVersion": str(rv),
+                         "uid": f"uid-{name}", "labels": labels or {}, "managedFields": fields},
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}  # fmt: skip
 
 
@@ -63,3 +69,21 @@ def test_a_listing_drops_what_a_missed_deleted_event_left_behind() -> None:
     v.load([ns("a", 1)], "20", [], "20")  # "old" vanished while we were not watching
     assert "a" not in v.managed
     assert v.loaded
+
+
+def test_only_our_field_manager_makes_a_policy_managed() -> None:
+    """A tenant can copy the managed-by label, not the API server's record of who wrote it."""
+    v = ClusterView()
+    assert v.policy_event("ADDED", pol("spoof", 1, MANAGED, manager="kubectl")) == ("a", True)
+    assert "a" not in v.managed
+    assert "spoof" in v.foreign["a"]
+    assert v.impersonating == {("a", "spoof"): "uid-spoof"}
+    bare = pol("bare", 2, MANAGED)
+    del bare["metadata"]["managedFields"]  # stripped fields prove nothing either
+    v.policy_event("ADDED", bare)
+    assert set(v.foreign["a"]) == {"spoof", "bare"}
+    v.policy_event("DELETED", pol("spoof", 3, MANAGED, manager="kubectl"))
+    assert ("a", "spoof") not in v.impersonating
+    # our own apply takes the name over: from then on it is managed
+    v.policy_event("MODIFIED", pol("bare", 4, MANAGED))
+    assert "bare" in v.managed["a"] and not v.impersonating
