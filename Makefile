@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint fmt unit api test demo cluster-up cluster-down controlplane golden clean crd bench
+.PHONY: help venv lint fmt unit api chaos test demo cluster-up cluster-down controlplane golden clean crd bench
 
 help:
 	@echo "make demo          local cluster + operator + example (Ctrl-C stops it)"
 	@echo "make test          quality gates and every test tier (what CI runs)"
 	@echo "make unit          pure tests only (seconds)"
+	@echo "make chaos         the fault-injection tier only (tests/chaos, ~10 min)"
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
 	@echo "make cluster-up    start the local control plane ($(CLUSTER_DIR)/kubeconfig)"
 	@echo "make cluster-down  stop it"
@@ -47,6 +48,9 @@ unit: $(STAMP)
 
 api: $(STAMP) controlplane
 	$(PY) -m pytest tests/api $(PYTEST_ARGS)
+
+chaos: $(STAMP) controlplane
+	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
 # Everything CI checks. pytest exits 5 when it collects no test, which fails make.
 test: lint $(STAMP) controlplane

@@ -39,9 +39,7 @@ from envisolation.store import ClusterView
 
 log = structlog.get_logger("envisolation.controller")
 EXPOSURE_INTERVAL_SECONDS = 2.0  # exposure analysis runs at most this often
-# A listing event this long after our own LIST is a watch's relist, not the start-up one.
-RELIST_GRACE_SECONDS = 30.0
-RELIST_SETTLE_SECONDS = 2.0  # no listing event for this long: the relist is complete
+RELIST_SETTLE_SECONDS = 2.0  # no listing event for this long: a (re)listing is complete
 
 
 class KubeApi(Protocol):
@@ -129,7 +127,8 @@ class Controller:
         self._last_exposure = 0.0
         self._last_release = 0.0
         self._impersonators: dict[tuple[str, str], str] = {}  # reported already
-        self._loaded_at = 0.0
+        self._listings: dict[str, int] = {}  # listing bursts seen per watched resource
+        self._listing_last: dict[str, float] = {}
         self._relist_at: float | None = None  # a watch relisted; reload after it settles
         self.passes = 0  # completed reconcile passes (for tests and the health probe)
 
@@ -141,29 +140,34 @@ class Controller:
         self._bound.set()
 
     def namespace_event(self, kind: str | None, body: Mapping[str, Any]) -> None:
-        self._seen_listing(kind)
+        self._seen_listing("namespaces", kind)
         self.touch(self.view.namespace_event(kind, body))
 
     def policy_event(self, kind: str | None, body: Mapping[str, Any]) -> None:
-        self._seen_listing(kind)
+        self._seen_listing("networkpolicies", kind)
         ns, foreign = self.view.policy_event(kind, body)
         self.touch(ns)
         if foreign:
             self.touch_exposure()
 
-    def _seen_listing(self, kind: str | None) -> None:
-        """Kopf delivers a (re)listing as events of type None.
+    def _seen_listing(self, resource: str, kind: str | None) -> None:
+        """Kopf delivers a listing as a burst of events of type None.
 
-        Long after our own LIST, that means a watch was restarted with a relist (after a
-        410 Gone or a lost connection). A relist cannot deliver the deletions that
-        happened while the watch was down, so only comparing with a fresh LIST finds
-        them: reload once the relist has settled (see run()).
+        A resource's first burst is its start-up listing; any later one is a watch that
+        restarted with a relist (after a 410 Gone or a lost connection). A relist cannot
+        deliver the deletions that happened while the watch was down, so only comparing
+        with a fresh LIST finds them: reload once the burst has settled (see run()).
         """
-        if kind is None and self.view.loaded:
-            now = time.monotonic()
-            if now - self._loaded_at > RELIST_GRACE_SECONDS:
-                self._relist_at = now
-                self._wake.set()
+        if kind is not None:
+            return
+        now = time.monotonic()
+        last = self._listing_last.get(resource)
+        if last is None or now - last > RELIST_SETTLE_SECONDS:
+            self._listings[resource] = self._listings.get(resource, 0) + 1
+        self._listing_last[resource] = now
+        if self._listings[resource] > 1:
+            self._relist_at = now
+            self._wake.set()
 
     async def load(self) -> None:
         """LIST Namespaces and NetworkPolicies into the view, retrying until it works."""
@@ -171,7 +175,6 @@ class Controller:
         while True:
             try:
                 self.view.load(*await self.kube.list_cluster())
-                self._loaded_at = time.monotonic()
                 return
             except ApiError as e:
                 log.warning("listing the cluster failed; retrying", error=str(e), delay=delay)

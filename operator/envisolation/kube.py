@@ -20,6 +20,7 @@ from typing import Any
 import urllib3
 from kubernetes import client, config
 
+from envisolation import __version__
 from envisolation import constants as c
 from envisolation.kinds import PolicyDict, StatusDict
 from envisolation.metrics import API_ERRORS, API_WRITES
@@ -65,6 +66,8 @@ class Kube:
         cfg = cfg or load_config()
         cfg.connection_pool_maxsize = workers
         self._api = client.ApiClient(cfg)
+        # Named in the API server's audit log and metrics as what it is.
+        self._api.user_agent = f"envisolation/{__version__}"
         self._net = client.NetworkingV1Api(self._api)
         self._core = client.CoreV1Api(self._api)
         self._custom = client.CustomObjectsApi(self._api)

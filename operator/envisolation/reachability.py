@@ -106,7 +106,10 @@ class Policy:
 def _ipv4_ranges(block: Mapping[str, Any], path: str) -> tuple[tuple[int, int], ...]:
     try:
         net = ipaddress.ip_network(str(block.get("cidr")), strict=False)
-        holes = [ipaddress.ip_network(str(e), strict=False) for e in block.get("except") or []]
+        holes = [
+            ipaddress.ip_network(str(e), strict=False)
+            for e in _items(block.get("except"), f"{path}.except")
+        ]
     except ValueError as e:
         raise InvalidSpec(f"{path}: {e}") from e
     if net.version != 4:
@@ -129,19 +132,45 @@ def _ipv4_ranges(block: Mapping[str, Any], path: str) -> tuple[tuple[int, int], 
     return tuple(ranges)
 
 
+def _obj(v: Any, path: str) -> Mapping[str, Any]:
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise InvalidSpec(f"{path}: must be an object, got {type(v).__name__}")
+    return v
+
+
+def _items(v: Any, path: str) -> list[Any]:
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise InvalidSpec(f"{path}: must be a list, got {type(v).__name__}")
+    return v
+
+
+def _port(v: Any, path: str) -> int | str | None:
+    if v is None or isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)):
+        return v
+    raise InvalidSpec(f"{path}: must be a number or a port name")
+
+
 def _rules(raw: Any, key: str, path: str) -> tuple[Rule, ...]:
     out = []
-    for i, r in enumerate(raw or []):
+    for i, item in enumerate(_items(raw, path)):
         p = f"{path}[{i}]"
+        r = _obj(item, p)
         peers = None
         if r.get(key):
-            items = []
-            for j, peer in enumerate(r[key]):
+            parsed = []
+            for j, raw_peer in enumerate(_items(r[key], f"{p}.{key}")):
                 pp = f"{p}.{key}[{j}]"
+                peer = _obj(raw_peer, pp)
                 blocks = (
-                    _ipv4_ranges(peer["ipBlock"], f"{pp}.ipBlock") if "ipBlock" in peer else None
+                    _ipv4_ranges(_obj(peer["ipBlock"], f"{pp}.ipBlock"), f"{pp}.ipBlock")
+                    if "ipBlock" in peer
+                    else None
                 )
-                items.append(
+                parsed.append(
                     Peer(
                         parse_selector(peer["podSelector"], f"{pp}.podSelector")
                         if "podSelector" in peer
@@ -152,24 +181,32 @@ def _rules(raw: Any, key: str, path: str) -> tuple[Rule, ...]:
                         blocks,
                     )
                 )
-            peers = tuple(items)
+            peers = tuple(parsed)
         ports = None
         if r.get("ports"):
-            ports = tuple(
-                PortRule(str(x.get("protocol") or "TCP"), x.get("port"), x.get("endPort"))
-                for x in r["ports"]
-            )
+            rules = []
+            for j, raw_port in enumerate(_items(r["ports"], f"{p}.ports")):
+                x = _obj(raw_port, f"{p}.ports[{j}]")
+                end = _port(x.get("endPort"), f"{p}.ports[{j}].endPort")
+                rules.append(
+                    PortRule(
+                        str(x.get("protocol") or "TCP"),
+                        _port(x.get("port"), f"{p}.ports[{j}].port"),
+                        end if isinstance(end, int) else None,
+                    )
+                )
+            ports = tuple(rules)
         out.append(Rule(peers, ports))
     return tuple(out)
 
 
 def parse_policy(body: Mapping[str, Any]) -> Policy:
-    meta = body.get("metadata") or {}
+    meta = _obj(body.get("metadata"), "metadata")
     ns = str(meta.get("namespace") or "default")
     name = str(meta.get("name") or "")
     path = f"NetworkPolicy {ns}/{name}: spec"
-    spec = body.get("spec") or {}
-    types = spec.get("policyTypes")
+    spec = _obj(body.get("spec"), path)
+    types = _items(spec.get("policyTypes"), f"{path}.policyTypes")
     if not types:
         types = ["Ingress"] + (["Egress"] if spec.get("egress") else [])
     return Policy(

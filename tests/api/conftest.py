@@ -133,10 +133,13 @@ def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float 
         time.sleep(interval)
 
 
-def start_cluster(prefix: str = "envisolation-test-cluster-") -> Cluster:
+def start_cluster(
+    prefix: str = "envisolation-test-cluster-", apiserver_args: tuple[str, ...] = ()
+) -> Cluster:
     d = Path(tempfile.mkdtemp(prefix=prefix))
+    extra = [f"--apiserver-arg={a}" for a in apiserver_args]
     up = subprocess.run(
-        [sys.executable, str(HACK / "cluster"), "up", "--dir", str(d)],
+        [sys.executable, str(HACK / "cluster"), "up", "--dir", str(d), *extra],
         capture_output=True,
         text=True,
         check=False,
@@ -154,7 +157,7 @@ def stop_cluster(c: Cluster) -> None:
     shutil.rmtree(c.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster() -> Iterator[Cluster]:
     c = start_cluster()
     try:
@@ -163,7 +166,7 @@ def cluster() -> Iterator[Cluster]:
         stop_cluster(c)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kubectl(cluster: Cluster) -> Kubectl:
     k = Kubectl(cluster)
     k("apply", "--server-side", "-k", str(ROOT / "crds"))
@@ -257,7 +260,7 @@ class Operator:
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def operator(cluster: Cluster, kubectl: Kubectl) -> Iterator[Operator]:
     op = Operator(cluster, cluster.dir / "logs" / "operator.log")
     op.start()

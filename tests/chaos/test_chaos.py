@@ -1,0 +1,464 @@
+"""Twelve faults, one invariant (oracle.py). Each scenario records its convergence time and
+the API writes the operator made (from the audit log); `make chaos` prints the table."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.api.conftest import Kubectl, Operator, eventually
+from tests.chaos.conftest import Audit, Chaos, Scenario, record
+from tests.chaos.oracle import check, converge
+
+pytestmark = pytest.mark.chaos
+PER_NS = 3  # default-deny, same-segment, dns with the scenarios' default spec
+
+
+def settle(audit: Audit, quiet: float = 3.0, timeout: float = 60.0) -> None:
+    """Wait until the operator has made no policy write for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    mark = audit.mark()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = audit.mark()
+        if audit.count(mark) == 0:
+            return
+        mark = now
+    raise AssertionError(f"the operator kept writing for {timeout}s")
+
+
+# 1 ------------------------------------------------------------------------------------------
+
+
+def test_sigkill_mid_rollout_resumes_with_exactly_the_writes_left(
+    scenario: Scenario, operators: Callable[[], Operator], audit: Audit, kubectl: Kubectl
+) -> None:
+    n = 300
+    scenario.make(n)
+    op = operators()
+    op.start()
+    mark = audit.mark()
+    scenario.apply_cr()
+    k = 300  # of n * PER_NS = 900 writes
+    eventually(lambda: audit.count(mark) >= k, timeout=60, interval=0.02)
+    op.stop(signal.SIGKILL)
+    before = audit.count(mark)
+    assert before < n * PER_NS, "the rollout finished before the kill; raise n"
+    present = sum(
+        1
+        for p in kubectl.json("get", "networkpolicies", "-A", "-l", "app.kubernetes.io/managed-by")[
+            "items"
+        ]
+        if p["metadata"]["namespace"].startswith(scenario.iso)
+    )
+    restart = audit.mark()
+    t0 = time.monotonic()
+    op.start()
+    snap, took = converge(kubectl, audit, scenario.label, timeout=120)
+    settle(audit)
+    after = audit.count(restart)
+    record("1 SIGKILL mid-rollout", killed_after=before, present=present, writes_after=after,
+           left=n * PER_NS - present, converged_s=round(time.monotonic() - t0, 1))  # fmt: skip
+    assert snap.policies == n * PER_NS
+    assert after == n * PER_NS - present
+
+
+# 2 ------------------------------------------------------------------------------------------
+
+
+def test_changes_while_down_converge_on_start(
+    scenario: Scenario, operator: Operator, audit: Audit, kubectl: Kubectl
+) -> None:
+    spaces = scenario.make(12)
+    scenario.apply_cr()
+    converge(kubectl, audit, scenario.label)
+    settle(audit)
+    operator.stop()
+    scenario.relabel(spaces[0], "prod")
+    scenario.relabel(spaces[1], "dev")
+    fresh = scenario.make(3, stem="new")
+    kubectl("delete", "namespace", spaces[2], spaces[3], "--wait=false")
+    kubectl("delete", "networkpolicy", "-n", spaces[4], "envisolation-default-deny")
+    kubectl("delete", "networkpolicy", "-n", spaces[5], "envisolation-dns")
+    edit = {"spec": {"podSelector": {"matchLabels": {"edited": "by-hand"}}}}
+    kubectl("patch", "networkpolicy", "-n", spaces[6], "envisolation-same-segment",
+            "--type=merge", "-p", json.dumps(edit))  # fmt: skip
+    scenario.apply_cr(dns={"enabled": False})  # every dns policy must go
+    mark = audit.mark()
+    operator.start()
+    snap, took = converge(kubectl, audit, scenario.label, timeout=30)
+    settle(audit)
+    writes = audit.count(mark)
+    record("2 changes while down", converged_s=took, writes=writes)
+    assert fresh[0] in {ns for ns, _ in snap.uids}
+
+
+# 3 ------------------------------------------------------------------------------------------
+
+
+def test_forced_410_relist_restores_a_policy_deleted_while_the_watch_was_cut(
+    scenario: Scenario, operator: Operator, audit: Audit, kubectl: Kubectl, chaos: Chaos
+) -> None:
+    spaces = scenario.make(4)
+    scenario.apply_cr()
+    converge(kubectl, audit, scenario.label)
+    settle(audit)
+    victim = kubectl.json("get", "networkpolicy", "-n", spaces[0], "envisolation-same-segment")
+    old_rv = victim["metadata"]["resourceVersion"]
+    assert operator.proc is not None
+    operator.proc.send_signal(signal.SIGSTOP)  # the operator cannot see what happens next
+    try:
+        chaos.hack("restart", "kube-apiserver")  # and its watches are cut
+        kubectl("delete", "networkpolicy", "-n", spaces[0], "envisolation-same-segment")
+        kubectl("create", "configmap", "-n", spaces[1], "bump-revision")
+        chaos.etcdctl("compaction", str(chaos.etcd_revision()))
+        # Prove the 410: a watch from before the deletion is refused as too old.
+        probe = kubectl(
+            "get", "--raw",
+            f"/apis/networking.k8s.io/v1/networkpolicies?watch=1&resourceVersion={old_rv}"
+            "&timeoutSeconds=2",
+        )  # fmt: skip
+        assert '"code":410' in probe.stdout.replace(" ", ""), probe.stdout
+    finally:
+        operator.proc.send_signal(signal.SIGCONT)
+    mark = audit.mark()
+    t0 = time.monotonic()
+    eventually(lambda: "envisolation-same-segment" in kubectl.policies(spaces[0]), timeout=60)
+    snap, _ = converge(kubectl, audit, scenario.label)
+    settle(audit)
+    writes = audit.count(mark)
+    record("3 forced 410", restored_s=round(time.monotonic() - t0, 1), writes=writes)
+    assert writes == 1, "only the deleted policy is written back"
+    assert "a watch relisted" in operator.log.read_text()
+
+
+# 4 ------------------------------------------------------------------------------------------
+
+
+def _create_namespaces(scenario: Scenario, names: list[str], done: list[str]) -> None:
+    for i, n in enumerate(names):
+        body = {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": n, "labels": {scenario.label: ("dev", "prod")[i % 2]}}}  # fmt: skip
+        while True:
+            res = scenario.kubectl("apply", "-f", "-", input=json.dumps(body), check=False)
+            if res.returncode == 0:
+                break
+            time.sleep(0.2)  # the API server is down: a user would retry too
+        done.append(n)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_apiserver_restart_during_namespace_creations(
+    how: str,
+    scenario: Scenario,
+    operator: Operator,
+    audit: Audit,
+    kubectl: Kubectl,
+    chaos: Chaos,
+) -> None:
+    scenario.apply_cr()
+    names = [f"{scenario.iso}-burst-{i}" for i in range(200)]
+    scenario.namespaces += names
+    done: list[str] = []
+    mark = audit.mark()
+    t = threading.Thread(target=_create_namespaces, args=(scenario, names, done))
+    t.start()
+    try:
+        eventually(lambda: len(done) >= 60, timeout=120, interval=0.1)
+        if how == "SIGKILL":
+            chaos.hack("kill", "kube-apiserver")
+        chaos.hack("restart", "kube-apiserver")
+    finally:
+        t.join(timeout=300)
+    t0 = time.monotonic()
+    snap, took = converge(kubectl, audit, scenario.label, timeout=90)
+    settle(audit)
+    writes = audit.count(mark)
+    record(f"4 apiserver {how} during creations", converged_s=took, writes=writes,
+           needed=200 * PER_NS)  # fmt: skip
+    assert operator.starts == 1 and operator.healthy()
+    assert snap.policies == 200 * PER_NS
+    assert writes <= 200 * PER_NS + 20, "at most a few writes repeated after the restart"
+    del t0
+
+
+# 5 ------------------------------------------------------------------------------------------
+
+
+def test_apiserver_frozen_90s_then_resumed(
+    scenario: Scenario, operator: Operator, audit: Audit, kubectl: Kubectl, chaos: Chaos
+) -> None:
+    spaces = scenario.make(6)
+    scenario.apply_cr()
+    converge(kubectl, audit, scenario.label)
+    settle(audit)
+    chaos.hack("stop", "kube-apiserver")
+    time.sleep(90)
+    chaos.hack("cont", "kube-apiserver")
+    eventually(chaos.api_ready, timeout=60)
+    mark = audit.mark()
+    scenario.relabel(spaces[0], "prod")
+    scenario.make(2, stem="after")
+    snap, took = converge(kubectl, audit, scenario.label, timeout=60)
+    settle(audit)
+    writes = audit.count(mark)
+    record("5 apiserver frozen 90s", converged_s=took, writes=writes)
+    assert operator.starts == 1 and operator.healthy()
+
+
+# 6 ------------------------------------------------------------------------------------------
+
+
+def test_etcd_restart_with_fsync_keeps_data_and_invariant(
+    scenario: Scenario, operator: Operator, audit: Audit, kubectl: Kubectl, chaos: Chaos
+) -> None:
+    spaces = scenario.make(9)
+    scenario.apply_cr()
+    before, _ = converge(kubectl, audit, scenario.label)
+    settle(audit)
+    mark = audit.mark()
+    chaos.hack("restart", "etcd", "--fsync")
+    eventually(chaos.api_ready, timeout=60)
+    after, _ = converge(kubectl, audit, scenario.label, timeout=60)
+    assert after.uids == before.uids, "the same objects survived the restart"
+    settle(audit)
+    idle = audit.count(mark)
+    scenario.relabel(spaces[0], "prod")
+    snap, took = converge(kubectl, audit, scenario.label)
+    record("6 etcd restart (fsync)", writes_after_restart=idle, converged_after_change_s=took)
+    assert idle == 0
+
+
+# 7 ------------------------------------------------------------------------------------------
+
+
+def test_a_fighting_field_manager_gets_a_bounded_answer_and_argo_reapply_writes_nothing(
+    scenario: Scenario, operator: Operator, audit: Audit, kubectl: Kubectl
+) -> None:
+    spaces = scenario.make(3)
+    scenario.apply_cr()
+    converge(kubectl, audit, scenario.label)
+    settle(audit)
+    target = spaces[0]
+    fight = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "envisolation-same-segment", "namespace": target},
+        "spec": {"podSelector": {"matchLabels": {"fighter": "was-here"}}},
+    }
+    mark = audit.mark()
+    fights = 0
+    t_end = time.monotonic() + 30
+    while time.monotonic() < t_end:
+        kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=fighter",
+                "-f", "-", input=json.dumps(fight))  # fmt: skip
+        fights += 1
+        time.sleep(1)
+    answered = audit.count(mark)
+    t0 = time.monotonic()
+    snap, took = converge(kubectl, audit, scenario.label)
+    # Argo CD re-applying the unchanged CR every 5 s for 30 s: no policy write at all.
+    settle(audit)
+    mark = audit.mark()
+    for _ in range(6):
+        scenario.apply_cr()
+        time.sleep(5)
+    reapply = audit.count(mark)
+    record("7 fighter / argo re-apply", fighter_writes=fights, operator_writes=answered,
+           converged_s=round(time.monotonic() - t0, 1), reapply_writes=reapply)  # fmt: skip
+    assert answered <= fights + 2, "one repair per fight at most: no hot loop"
+    assert reapply == 0
+
+
+# 8 ------------------------------------------------------------------------------------------
+
+
+def test_twenty_concurrent_clients(
+    scenario: Scenario, operator: Operator, audit: Audit, kubectl: Kubectl
+) -> None:
+    spaces = scenario.make(10)
+    scenario.apply_cr()
+    converge(kubectl, audit, scenario.label)
+    errors: list[str] = []
+    specs = [
+        {},
+        {"dns": {"enabled": False}},
+        {"isolate": ["Ingress"]},
+        {"allow": [{"name": "dev-to-prod", "segments": ["prod"],
+                    "ingress": [{"from": [{"segment": "dev"}], "ports": [{"port": 443}]}]}]},
+    ]  # fmt: skip
+
+    def client(i: int) -> None:
+        rnd = random.Random(i)
+        for _ in range(5):
+            if i < 10:
+                body = json.dumps(scenario.cr(**rnd.choice(specs)))
+                res = kubectl("apply", "-f", "-", input=body, check=False)
+            else:
+                ns = rnd.choice(spaces)
+                seg = rnd.choice(["dev", "test", "prod"])
+                res = kubectl("label", "namespace", ns, f"{scenario.label}={seg}", "--overwrite",
+                              check=False)  # fmt: skip
+            if res.returncode != 0 and "the object has been modified" not in res.stderr:
+                errors.append(res.stderr)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    mark = audit.mark()
+    snap, took = converge(kubectl, audit, scenario.label)
+    record("8 twenty concurrent clients", converged_s=took,
+           total_s=round(time.monotonic() - t0, 1), client_errors=len(errors))  # fmt: skip
+    assert not errors, errors[:3]
+    assert operator.starts == 1 and operator.healthy()
+    del mark
+
+
+# 9 ------------------------------------------------------------------------------------------
+
+
+def test_kopf_state_tampered_is_rehandled_without_policy_writes(
+    scenario: Scenario, operator: Operator, audit: Audit, kubectl: Kubectl
+) -> None:
+    scenario.make(4)
+    scenario.apply_cr(deletionPolicy="Delete")
+    converge(kubectl, audit, scenario.label)
+
+    def state() -> tuple[bool, bool]:
+        meta = kubectl.json("get", "enviso", scenario.iso)["metadata"]
+        return (
+            "envisolation.io/finalizer" in (meta.get("finalizers") or []),
+            "envisolation.io/last-handled-configuration" in (meta.get("annotations") or {}),
+        )
+
+    eventually(lambda: state() == (True, True))
+    settle(audit)
+    mark = audit.mark()
+    kubectl("annotate", "enviso", scenario.iso, "envisolation.io/last-handled-configuration-")
+    kubectl("patch", "enviso", scenario.iso, "--type=json",
+            "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]')  # fmt: skip
+    t0 = time.monotonic()
+    eventually(lambda: state() == (True, True), timeout=30)
+    took = round(time.monotonic() - t0, 1)
+    settle(audit)
+    check(kubectl, audit, scenario.label)
+    writes = audit.count(mark)
+    record("9 Kopf state tampered", rehandled_s=took, policy_writes=writes)
+    assert writes == 0
+
+
+# 10 -----------------------------------------------------------------------------------------
+
+
+def test_a_namespace_stuck_terminating_gets_no_writes_and_no_hot_loop(
+    scenario: Scenario, operator: Operator, audit: Audit, kubectl: Kubectl
+) -> None:
+    scenario.apply_cr()
+    (stuck,) = scenario.make(1, segments=("dev",), stem="stuck")
+    kubectl("patch", "namespace", stuck, "--type=merge",
+            "-p", '{"metadata": {"finalizers": ["chaos.test/hold"]}}')  # fmt: skip
+    scenario.make(2)
+    converge(kubectl, audit, scenario.label)
+    settle(audit)
+    mark = audit.mark()
+    passes = operator.metric("envisolation_reconcile_duration_seconds_count")
+    kubectl("delete", "namespace", stuck, "--wait=false")
+    eventually(lambda: kubectl.policies(stuck) == {}, timeout=60)  # the namespace controller
+    time.sleep(20)
+    into = audit.count(mark, namespace=stuck, resource=None, subresource=None)
+    loops = operator.metric("envisolation_reconcile_duration_seconds_count") - passes
+    phase = kubectl.json("get", "namespace", stuck)["status"]["phase"]
+    assert phase == "Terminating"
+    check(kubectl, audit, scenario.label)
+    kubectl("patch", "namespace", stuck, "--type=merge", "-p", '{"metadata": {"finalizers": null}}')
+    t0 = time.monotonic()
+    eventually(lambda: kubectl("get", "namespace", stuck, check=False).returncode != 0, timeout=60)
+    record("10 stuck Terminating", writes_into=into, passes_in_20s=loops,
+           deleted_after_release_s=round(time.monotonic() - t0, 1))  # fmt: skip
+    assert into == 0
+    assert loops <= 5, "no hot loop while it hangs"
+
+
+# 11 -----------------------------------------------------------------------------------------
+
+
+def test_label_spoofing_widens_nothing_and_is_reported(
+    scenario: Scenario, operator: Operator, audit: Audit, kubectl: Kubectl
+) -> None:
+    scenario.apply_cr(
+        segments=[{"name": "dev", "namespaceSelector": {"matchLabels": {"team": "a"}}},
+                  {"name": "prod"}],
+        isolate=["Ingress"],
+    )  # fmt: skip
+    (member,) = scenario.make(1, segments=("dev",), stem="member", extra={"team": "a"})
+    (spoofer,) = scenario.make(1, segments=("dev",), stem="spoofer")  # no team=a: excluded
+    scenario.make(1, segments=("prod",), stem="prod")
+    converge(kubectl, audit, scenario.label)
+    assert kubectl.policies(spoofer) == {}, "an excluded namespace gets nothing"
+    sneaky = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "envisolation-allow-sneaky", "namespace": member,
+                     "labels": {"app.kubernetes.io/managed-by": "envisolation",
+                                "envisolation.io/isolation": scenario.iso}},
+        "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]},
+    }  # fmt: skip
+    mark = audit.mark()
+    kubectl.apply(json.dumps(sneaky))
+
+    def reported() -> bool:
+        status = kubectl.json("get", "enviso", scenario.iso).get("status") or {}
+        events = kubectl("get", "events", "-A", "--field-selector",
+                         "reason=ImpersonatedPolicy").stdout  # fmt: skip
+        return bool(status.get("exposures")) and "envisolation-allow-sneaky" in events
+
+    t0 = time.monotonic()
+    eventually(reported, timeout=30)
+    took = round(time.monotonic() - t0, 1)
+    snap = check(kubectl, audit, scenario.label, allow_exposed=True)
+    assert snap.exposed == [f"{scenario.iso}: prod->dev"], "reported as an exposure"
+    touched = audit.count(mark, namespace=member, name="envisolation-allow-sneaky")
+    assert touched == 0, "not adopted: neither rewritten nor deleted"
+    assert "envisolation-allow-sneaky" in kubectl.policies(member)
+    # The operator's own policies admit nothing from the excluded namespace.
+    same = kubectl.policies(member)["envisolation-same-segment"]["spec"]
+    peers = same["ingress"][0]["from"]
+    assert all("team" in json.dumps(p) for p in peers), peers
+    record("11 label spoofing", reported_s=took, writes_to_spoofed=touched)
+
+
+# 12 -----------------------------------------------------------------------------------------
+
+
+def test_two_instances_do_not_fight(
+    scenario: Scenario, operators: Callable[[], Operator], audit: Audit, kubectl: Kubectl
+) -> None:
+    first, second = operators(), operators()
+    first.start()
+    spaces = scenario.make(10)
+    scenario.apply_cr()
+    converge(kubectl, audit, scenario.label)
+    settle(audit)
+    second.start()
+    mark = audit.mark()
+    scenario.relabel(spaces[0], "prod")
+    scenario.relabel(spaces[1], "dev")
+    scenario.make(2, stem="late")
+    snap, took = converge(kubectl, audit, scenario.label)
+    settle(audit)
+    change = audit.count(mark)
+    quiet = audit.mark()
+    time.sleep(20)
+    idle = audit.count(quiet)
+    record("12 two instances", converged_s=took, writes_for_change=change, idle_writes_20s=idle)
+    assert idle == 0, "no write fight at steady state"
+    assert first.healthy() and second.healthy()
