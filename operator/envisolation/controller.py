@@ -33,7 +33,15 @@ from envisolation.metrics import (
 )
 from envisolation.model import EnvironmentIsolation, InvalidSpec, IsolationRecord, NamespaceFacts
 from envisolation.monitor import ExposureMonitor
-from envisolation.plan import Action, LivePolicy, NamespacePlan, Verb, phases, plan_namespace
+from envisolation.plan import (
+    Action,
+    LivePolicy,
+    NamespacePlan,
+    Verb,
+    phases,
+    plan_namespace,
+    up_to_date,
+)
 from envisolation.render import Decision, NamespaceState, RenderContext, decide
 from envisolation.store import ClusterView
 
@@ -45,6 +53,9 @@ RELIST_SETTLE_SECONDS = 2.0  # no listing event for this long: a (re)listing is 
 class KubeApi(Protocol):
     async def list_cluster(self) -> tuple[list[Any], str, list[Any], str]: ...
     async def apply_policy(self, policy: PolicyDict) -> Mapping[str, Any]: ...
+    async def replace_policy(
+        self, policy: PolicyDict, resource_version: str
+    ) -> Mapping[str, Any]: ...
     async def delete_policy(
         self, namespace: str, name: str, uid: str, resource_version: str
     ) -> None: ...
@@ -372,6 +383,12 @@ class Controller:
         if action.policy is not None:  # an apply
             body = await self.kube.apply_policy(action.policy)
             live = LivePolicy.from_body(body)
+            if not up_to_date(action.policy, live):
+                # Another manager holds fields that apply leaves alone (an ingress rule
+                # added to our default-deny by hand, a policy squatting our name): only a
+                # replace of the whole object removes them.
+                body = await self.kube.replace_policy(action.policy, live.resource_version)
+                live = LivePolicy.from_body(body)
             bucket[action.name] = _Written(
                 _rv(live.resource_version), live, live.uid, time.monotonic()
             )

@@ -112,6 +112,21 @@ class Kube:
         API_WRITES.labels("apply").inc()
         return out
 
+    async def replace_policy(self, policy: PolicyDict, resource_version: str) -> Mapping[str, Any]:
+        """PUT the whole object: drops fields other managers hold, which apply cannot."""
+        meta = policy["metadata"]
+        body: dict[str, Any] = {**policy, "metadata": {**meta, "resourceVersion": resource_version}}
+        out: Mapping[str, Any] = await self._call(
+            "replace",
+            self._net.replace_namespaced_network_policy,
+            meta["name"],
+            meta["namespace"],
+            body,
+            field_manager=c.FIELD_MANAGER,
+        )
+        API_WRITES.labels("replace").inc()
+        return out
+
     async def delete_policy(
         self, namespace: str, name: str, uid: str, resource_version: str
     ) -> None:

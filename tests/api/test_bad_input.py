@@ -143,7 +143,7 @@ CASES = [
     Case("selector-key-invalid-in-matchlabels", allow(podSelector={"matchLabels": {"bad key!": "x"}}, ingress=[{}]), "report", (f"{RULE}.podSelector.matchLabels",)),
     # -- hostile but valid ----------------------------------------------------------------
     Case("argo-tracking-label-and-annotation", meta(labels={"app.kubernetes.io/instance": "isolation"}, annotations={"argocd.argoproj.io/tracking-id": "isolation:envisolation.io/EnvironmentIsolation:/x"}), "ok"),
-    Case("twelve-segments-32-rules", lambda b: b["spec"].update(segments=[{"name": f"s{i}"} for i in range(12)], allow=[{"name": f"r{i}", "segments": ["s0"], "ingress": [{"from": [{"segment": f"s{i % 12}"}], "ports": [{"port": 1000 + i}]}]} for i in range(32)]), "ok"),
+    Case("twelve-segments-32-rules", lambda b: b["spec"].update(segments=[{"name": f"s{i}"} for i in range(12)], allow=[{"name": f"r{i}", "segments": ["s0"], "ingress": [{"from": [{"segment": f"s{i % 12}"}], "ports": [{"port": 1000 + i}]}]} for i in range(32)]), "ok", extra={"segment": "s0"}),
 ]  # fmt: skip
 
 
@@ -183,7 +183,7 @@ def test_accepted_input_is_reported_or_handled_without_half_applying(
     make_ns: Callable[..., str],
     make_iso: Callable[..., str],
 ) -> None:
-    dev = make_ns({label: "dev"})
+    dev = make_ns({label: case.extra.get("segment", "dev")})
     body = base(label)
     case.mutate(body)
     assert not _errors(kubectl, body), "the API server must accept this case"
@@ -207,3 +207,110 @@ def test_accepted_input_is_reported_or_handled_without_half_applying(
     else:
         eventually(lambda: _ready(kubectl, name).get("status") == "True", timeout=30)
         assert "envisolation-default-deny" in kubectl.policies(dev)
+
+
+# -- hostile namespace and policy states ------------------------------------------------------
+
+
+def state_unknown_segment_values(
+    k: Kubectl, label: str, make_ns: Callable[..., str], _: str
+) -> None:
+    spaces = [make_ns({label: v}) for v in ("staging", "Dev", "")]
+    time.sleep(2)
+    assert all(k.policies(ns) == {} for ns in spaces), "a value that names no segment: unmanaged"
+
+
+def state_namespace_label_value_invalid(
+    k: Kubectl, label: str, make_ns: Callable[..., str], _: str
+) -> None:
+    body = {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": f"bad-{secrets.token_hex(3)}", "labels": {label: "prød" + "x" * 70}}}  # fmt: skip
+    res = k("apply", "-f", "-", input=json.dumps(body), check=False)
+    assert res.returncode != 0 and "metadata.labels" in res.stderr, res.stderr
+
+
+def state_operator_and_system_namespaces(
+    k: Kubectl, label: str, make_ns: Callable[..., str], _: str
+) -> None:
+    for ns in ("envisolation-system", "kube-system"):
+        k("create", "namespace", ns, check=False)
+        k("label", "namespace", ns, f"{label}=dev", "--overwrite")
+    member = make_ns({label: "dev"})
+    eventually(lambda: "envisolation-default-deny" in k.policies(member))
+    time.sleep(1)
+    try:
+        for ns in ("envisolation-system", "kube-system"):
+            assert not any(n.startswith("envisolation-") for n in k.policies(ns)), ns
+    finally:
+        for ns in ("envisolation-system", "kube-system"):
+            k("label", "namespace", ns, f"{label}-")
+
+
+def state_namespace_in_two_isolations(
+    k: Kubectl, label: str, make_ns: Callable[..., str], first: str
+) -> None:
+    second = f"bad-second-{secrets.token_hex(3)}"
+    body = base(label)
+    body["metadata"]["name"] = second
+    k.apply(json.dumps(body))
+    try:
+        ns = make_ns({label: "dev"})
+
+        def conflict() -> bool:
+            conds = (k.json("get", "enviso", first).get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Conflict" and c["status"] == "True" for c in conds)
+
+        eventually(conflict)
+        eventually(lambda: set(k.policies(ns)) == {"envisolation-default-deny"})
+    finally:
+        k("delete", "enviso", second, "--wait=false")
+
+
+def state_squatter_with_our_name(
+    k: Kubectl, label: str, make_ns: Callable[..., str], _: str
+) -> None:
+    ns = make_ns()
+    squat = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": {"name": "envisolation-default-deny", "namespace": ns},
+             "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+                      "ingress": [{"from": [{"namespaceSelector": {}}]}]}}  # fmt: skip
+    k.apply(json.dumps(squat))
+    k("label", "namespace", ns, f"{label}=dev")
+    eventually(lambda: "ingress" not in k.policies(ns)["envisolation-default-deny"]["spec"])
+    writes = k.policy_writes()
+    time.sleep(3)
+    assert k.policy_writes() == writes, "repaired once, then quiet"
+
+
+def state_extra_rule_added_by_hand(
+    k: Kubectl, label: str, make_ns: Callable[..., str], _: str
+) -> None:
+    ns = make_ns({label: "dev"})
+    eventually(lambda: "envisolation-default-deny" in k.policies(ns))
+    hole = {"spec": {"ingress": [{"from": [{"namespaceSelector": {}}]}]}}
+    k("patch", "networkpolicy", "-n", ns, "envisolation-default-deny", "--type=merge",
+      "-p", json.dumps(hole))  # fmt: skip
+    eventually(lambda: "ingress" not in k.policies(ns)["envisolation-default-deny"]["spec"])
+
+
+STATES = {
+    "label-values-naming-no-segment": state_unknown_segment_values,
+    "label-value-not-allowed-by-the-api": state_namespace_label_value_invalid,
+    "operator-and-kube-system-namespace-in-a-segment": state_operator_and_system_namespaces,
+    "namespace-in-two-isolations": state_namespace_in_two_isolations,
+    "foreign-policy-squatting-our-name": state_squatter_with_our_name,
+    "extra-rule-added-to-our-default-deny": state_extra_rule_added_by_hand,
+}
+
+
+@pytest.mark.parametrize("case", sorted(STATES))
+def test_hostile_namespace_and_policy_states(
+    case: str,
+    kubectl: Kubectl,
+    operator: Operator,
+    label: str,
+    make_ns: Callable[..., str],
+    make_iso: Callable[..., str],
+) -> None:
+    name = make_iso(label)
+    STATES[case](kubectl, label, make_ns, name)
