@@ -68,7 +68,15 @@ def run(n: int) -> dict[str, object]:
     op = None
     try:
         kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
-        kubectl("wait", "--for=condition=established", "crd/environmentisolations.envisolation.io")
+        for attempt in range(30):  # the CRD's conditions appear a moment after it is created
+            try:
+                kubectl("wait", "--for=condition=established", "--timeout=30s",
+                        "crd/environmentisolations.envisolation.io")  # fmt: skip
+                break
+            except subprocess.CalledProcessError:
+                if attempt == 29:
+                    raise
+                time.sleep(1)
         segs = ("dev", "test", "prod")
         docs = [
             {"apiVersion": "v1", "kind": "Namespace",

@@ -187,7 +187,15 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
     result: dict[str, Any] = {"n": n}
     try:
         k("apply", "--server-side", "-k", str(ROOT / "crds"))
-        k("wait", "--for=condition=established", "crd/environmentisolations.envisolation.io")
+        for attempt in range(30):  # the CRD's conditions appear a moment after it is created
+            try:
+                k("wait", "--for=condition=established", "--timeout=30s",
+                  "crd/environmentisolations.envisolation.io")  # fmt: skip
+                break
+            except subprocess.CalledProcessError:
+                if attempt == 29:
+                    raise
+                time.sleep(1)
         body = cr()
         iso = EnvironmentIsolation.from_body(body)
         groups = {"op": "env", "a": "base-a", "b": "base-b"}

@@ -83,6 +83,16 @@ class Kubectl:
     def json(self, *args: str) -> Any:
         return json.loads(self(*args, "-o", "json", "--show-managed-fields").stdout)
 
+    def install_crds(self) -> None:
+        """Apply crds/ and wait until the API serves it (conditions appear a moment later)."""
+        self("apply", "--server-side", "-k", str(ROOT / "crds"))
+        eventually(
+            lambda: self("wait", "--for=condition=established", "--timeout=30s",
+                         "crd/environmentisolations.envisolation.io", check=False).returncode
+            == 0,
+            timeout=60,
+        )  # fmt: skip
+
     def apply(self, manifest: str, *args: str) -> subprocess.CompletedProcess[str]:
         return self("apply", "-f", "-", *args, input=manifest)
 
@@ -169,8 +179,7 @@ def cluster() -> Iterator[Cluster]:
 @pytest.fixture(scope="package")
 def kubectl(cluster: Cluster) -> Kubectl:
     k = Kubectl(cluster)
-    k("apply", "--server-side", "-k", str(ROOT / "crds"))
-    k("wait", "--for=condition=established", "crd/environmentisolations.envisolation.io")
+    k.install_crds()
     return k
 
 

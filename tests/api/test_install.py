@@ -64,7 +64,7 @@ def installed(k: Kubectl) -> Kubectl:
     dry = k("apply", "-k", str(ROOT / "manifests" / "recommended"), "--dry-run=server")
     assert "created (server dry run)" in dry.stdout
     k("apply", "--server-side", "-k", str(ROOT / "manifests" / "recommended"))
-    k("wait", "--for=condition=established", "crd/environmentisolations.envisolation.io")
+    k.install_crds()
     return k
 
 

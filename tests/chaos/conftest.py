@@ -27,7 +27,6 @@ import pytest
 
 from tests.api.conftest import (
     HACK,
-    ROOT,
     Cluster,
     Kubectl,
     Operator,
@@ -213,8 +212,7 @@ def chaos_cluster() -> Iterator[tuple[Cluster, Audit]]:
 @pytest.fixture(scope="package")
 def kubectl(chaos_cluster: tuple[Cluster, Audit]) -> Kubectl:
     k = Kubectl(chaos_cluster[0])
-    k("apply", "--server-side", "-k", str(ROOT / "crds"))
-    k("wait", "--for=condition=established", "crd/environmentisolations.envisolation.io")
+    k.install_crds()
     return k
 
 
