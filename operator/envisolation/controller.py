@@ -13,9 +13,10 @@ import contextlib
 import ctypes
 import ctypes.util
 import datetime as dt
+import functools
 import gc
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ import structlog
 from envisolation import constants as c
 from envisolation.conditions import Outcome, invalid_status, status_for
 from envisolation.kinds import PolicyDict, StatusDict
-from envisolation.kube import ApiError, ObjectRef
+from envisolation.kube import WATCHED, ApiError, Gone, ObjectRef
 from envisolation.metrics import (
     NAMESPACES,
     POLICIES_REPAIRED,
@@ -47,11 +48,13 @@ from envisolation.store import ClusterView
 
 log = structlog.get_logger("envisolation.controller")
 EXPOSURE_INTERVAL_SECONDS = 2.0  # exposure analysis runs at most this often
-RELIST_SETTLE_SECONDS = 2.0  # no listing event for this long: a (re)listing is complete
 
 
 class KubeApi(Protocol):
     async def list_cluster(self) -> tuple[list[Any], str, list[Any], str]: ...
+    async def watch(
+        self, resource: str, resource_version: str, deliver: Callable[[str, Any], None]
+    ) -> None: ...
     async def apply_policy(self, policy: PolicyDict) -> Mapping[str, Any]: ...
     async def replace_policy(
         self, policy: PolicyDict, resource_version: str
@@ -138,9 +141,6 @@ class Controller:
         self._last_exposure = 0.0
         self._last_release = 0.0
         self._impersonators: dict[tuple[str, str], str] = {}  # reported already
-        self._listings: dict[str, int] = {}  # listing bursts seen per watched resource
-        self._listing_last: dict[str, float] = {}
-        self._relist_at: float | None = None  # a watch relisted; reload after it settles
         self.passes = 0  # completed reconcile passes (for tests and the health probe)
 
     # -- inputs ------------------------------------------------------------------------------
@@ -151,34 +151,50 @@ class Controller:
         self._bound.set()
 
     def namespace_event(self, kind: str | None, body: Mapping[str, Any]) -> None:
-        self._seen_listing("namespaces", kind)
         self.touch(self.view.namespace_event(kind, body))
 
     def policy_event(self, kind: str | None, body: Mapping[str, Any]) -> None:
-        self._seen_listing("networkpolicies", kind)
         ns, foreign = self.view.policy_event(kind, body)
         self.touch(ns)
         if foreign:
             self.touch_exposure()
 
-    def _seen_listing(self, resource: str, kind: str | None) -> None:
-        """Kopf delivers a listing as a burst of events of type None.
-
-        A resource's first burst is its start-up listing; any later one is a watch that
-        restarted with a relist (after a 410 Gone or a lost connection). A relist cannot
-        deliver the deletions that happened while the watch was down, so only comparing
-        with a fresh LIST finds them: reload once the burst has settled (see run()).
-        """
-        if kind is not None:
+    def deliver(self, resource: str, kind: str, body: Mapping[str, Any]) -> None:
+        """One event of our own watches (kube.Kube.watch), on the event loop."""
+        rv = (body.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            self.view.resource_versions[resource] = str(rv)
+        if kind == "BOOKMARK":
             return
-        now = time.monotonic()
-        last = self._listing_last.get(resource)
-        if last is None or now - last > RELIST_SETTLE_SECONDS:
-            self._listings[resource] = self._listings.get(resource, 0) + 1
-        self._listing_last[resource] = now
-        if self._listings[resource] > 1:
-            self._relist_at = now
-            self._wake.set()
+        if resource == "namespaces":
+            self.namespace_event(kind, body)
+        else:
+            self.policy_event(kind, body)
+
+    async def _watch(self, resource: str) -> None:
+        """Watch from the view's resourceVersion forever; a 410 Gone means a fresh LIST.
+
+        A relist cannot report the deletions that happened while a watch was down, so
+        the view is replaced by the listing and every namespace is planned again (which
+        writes only what really differs).
+        """
+        delay = 1.0
+        while True:
+            try:
+                await self.kube.watch(
+                    resource,
+                    self.view.resource_versions.get(resource, ""),
+                    functools.partial(self.deliver, resource),
+                )
+                delay = 1.0
+            except Gone:
+                log.info("a watch relisted; comparing with a fresh listing", resource=resource)
+                await self.load()
+                self.touch_all()
+            except ApiError as e:
+                log.warning("watch failed; retrying", resource=resource, error=str(e), delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def load(self) -> None:
         """LIST Namespaces and NetworkPolicies into the view, retrying until it works."""
@@ -233,16 +249,19 @@ class Controller:
     async def run(self) -> None:
         await self._bound.wait()
         await self.load()
+        watches = [asyncio.create_task(self._watch(r), name=f"watch-{r}") for r in WATCHED]
+        try:
+            await self._loop()
+        finally:
+            for t in watches:
+                t.cancel()
+            await asyncio.gather(*watches, return_exceptions=True)
+
+    async def _loop(self) -> None:
         next_resync = time.monotonic() + self.resync_seconds
         while True:
             now = time.monotonic()
-            relisted = (
-                self._relist_at is not None and now - self._relist_at >= RELIST_SETTLE_SECONDS
-            )
-            if now >= next_resync or relisted:
-                if relisted:
-                    log.info("a watch relisted; comparing with a fresh listing")
-                self._relist_at = None
+            if now >= next_resync:
                 await self.load()  # also drops what a missed DELETED event left behind
                 self._all_dirty = True
                 next_resync = now + self.resync_seconds
@@ -258,8 +277,6 @@ class Controller:
             await self._maybe_analyse()
             await self._maybe_flush_status()
             waits = [next_resync, *self._retry_at.values()]
-            if self._relist_at is not None:
-                waits.append(self._relist_at + RELIST_SETTLE_SECONDS)
             if self._status_due:
                 waits.append(self._last_status + c.STATUS_MIN_INTERVAL_SECONDS)
             if self._exposure_due:

@@ -1,9 +1,9 @@
-"""Kopf handlers: thin. They pass watch events to the controller and report.
+"""Kopf handlers: thin. Kopf handles our own EnvironmentIsolation only.
 
-Namespaces and NetworkPolicies are only watched (`@kopf.on.event`, no Kopf index: see
-store.py for why): Kopf writes nothing to them. Only our own EnvironmentIsolation gets
-an index and Kopf's change-detecting handlers (and a finalizer, only with deletionPolicy
-Delete).
+It gets an index (complete before any handler runs), Kopf's change-detecting handlers
+and a finalizer (only with deletionPolicy Delete). Namespaces and NetworkPolicies, the
+many objects, are listed and watched by the controller itself (see store.py for why);
+nothing here writes to them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from envisolation.model import InvalidSpec, IsolationRecord
 from envisolation.render import RenderContext
 
 log = structlog.get_logger("envisolation.handlers")
-MANAGED = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
 
 
 @kopf.on.startup()
@@ -34,9 +33,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.peering.standalone = True
     settings.scanning.disabled = True
     settings.posting.enabled = False  # our Events are explicit, one per change
-    # The server ends each watch after a minute and Kopf re-watches from the last
-    # resourceVersion (no relist); a watch that stays silent longer than client_timeout
-    # is taken as dead, so a frozen or unreachable API server is noticed within 75 s.
+    # Kopf watches only our own resource. The server ends each watch after a minute and
+    # Kopf re-watches from the last resourceVersion (no relist); a watch silent for longer
+    # than client_timeout is taken as dead: a frozen API server is noticed within 75 s.
     settings.watching.server_timeout = 60
     settings.watching.client_timeout = 75
     settings.watching.connect_timeout = 10
@@ -87,20 +86,7 @@ def _controller(memo: kopf.Memo, kwargs: dict[str, Any]) -> Controller:
     return controller
 
 
-# -- what we watch but do not own ---------------------------------------------------------
-
-
-@kopf.on.event("", "v1", "namespaces")
-async def namespace_changed(
-    type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
-) -> None:
-    _controller(memo, kwargs).namespace_event(type, body)
-
-
-@kopf.on.event("networking.k8s.io", "v1", "networkpolicies")
-async def policy_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Every policy: ours to keep, everyone else's to analyse (never written)."""
-    _controller(memo, kwargs).policy_event(type, body)
+# -- our own resource ---------------------------------------------------------------------
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
@@ -108,9 +94,6 @@ async def isolation_event(type: str | None, memo: kopf.Memo, **kwargs: Any) -> N
     controller = _controller(memo, kwargs)
     if type == "DELETED":
         controller.touch_all()  # its namespaces may now belong to another isolation
-
-
-# -- our own resource ---------------------------------------------------------------------
 
 
 @kopf.on.resume(c.GROUP, c.VERSION, c.PLURAL)

@@ -8,10 +8,12 @@ client's model deserialisation is slow and we never need it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import secrets
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -38,6 +40,15 @@ class ApiError(Exception):
         super().__init__(f"{status}: {message}" if status else message)
         self.status = status
         self.transient = status == 0 or status in (409, 429) or status >= 500 or status == 403
+
+
+class Gone(ApiError):
+    """410 Gone: the watch's resourceVersion was compacted away; only a relist helps."""
+
+
+WATCHED = ("namespaces", "networkpolicies")
+WATCH_SECONDS = 60  # the server ends each watch after this; we re-watch from the last rv
+WATCH_READ_TIMEOUT = 75.0  # silence this long (a frozen server) ends the watch from our side
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,94 @@ class Kube:
             if e.status != 404:  # deleted meanwhile: nothing to report on
                 raise
         API_WRITES.labels("status").inc()
+
+    async def watch(
+        self,
+        resource: str,
+        resource_version: str,
+        deliver: Callable[[str, Mapping[str, Any]], None],
+    ) -> None:
+        """One watch request from `resource_version`, until the server ends it.
+
+        Events are parsed in a thread of the watch's own and handed to `deliver` on the
+        event loop, in order. Raises Gone for 410 and ApiError when the stream breaks.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        stop = threading.Event()
+
+        def finish(error: BaseException | None) -> None:
+            if done.done():
+                return
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+        def pump() -> None:
+            error: BaseException | None = None
+            try:
+                for kind, obj in self._stream(resource, resource_version):
+                    if stop.is_set():
+                        return
+                    loop.call_soon_threadsafe(deliver, kind, obj)
+            except Exception as e:  # handed to the loop, raised there
+                error = e
+            with contextlib.suppress(RuntimeError):  # the loop is closed: we are exiting
+                loop.call_soon_threadsafe(finish, error)
+
+        # A daemon thread, not the pool: a blocked read must never hold up exit or writes.
+        threading.Thread(target=pump, name=f"watch-{resource}", daemon=True).start()
+        try:
+            await done
+        finally:
+            stop.set()
+
+    def _stream(self, resource: str, resource_version: str) -> Iterator[tuple[str, Any]]:
+        fn: Callable[..., Any] = (
+            self._core.list_namespace
+            if resource == "namespaces"
+            else self._net.list_network_policy_for_all_namespaces
+        )
+        try:
+            resp = fn(
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=WATCH_SECONDS,
+                _preload_content=False,
+                _request_timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT),
+            )
+        except client.ApiException as e:
+            API_ERRORS.labels("watch", str(e.status)).inc()
+            if e.status == 410:
+                raise Gone(410, _reason(e)) from e
+            raise ApiError(int(e.status or 0), _reason(e)) from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            API_ERRORS.labels("watch", "connection").inc()
+            raise ApiError(0, f"connection failed: {e}") from e
+        try:
+            rest = b""
+            for chunk in resp.stream(65536, decode_content=True):
+                rest += chunk
+                *lines, rest = rest.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    kind, obj = str(event.get("type")), event.get("object") or {}
+                    if kind == "ERROR":
+                        code = int(obj.get("code") or 0)
+                        API_ERRORS.labels("watch", str(code)).inc()
+                        if code == 410:
+                            raise Gone(410, str(obj.get("message", "too old resource version")))
+                        raise ApiError(code, str(obj.get("message", "watch error")))
+                    yield kind, obj
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            API_ERRORS.labels("watch", "connection").inc()
+            raise ApiError(0, f"watch broke: {e}") from e
+        finally:
+            resp.release_conn()
 
     async def list_cluster(self) -> tuple[list[Any], str, list[Any], str]:
         """Every Namespace and NetworkPolicy, with each listing's resourceVersion."""

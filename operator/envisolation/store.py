@@ -1,10 +1,12 @@
 """The operator's in-memory view of Namespaces and NetworkPolicies (no I/O, no Kopf).
 
-Filled by one LIST at start-up (and at every resync, which also drops what a missed
-DELETED event left behind) and kept current by watch events. Kopf's indexes would do
-the same, but at start-up Kopf makes every indexed object wait for every other one, which
-grows much faster than linearly with the objects a cluster already holds; namespaces and
-policies are the many objects, so they live here. Newer resourceVersions always win.
+Filled by one LIST at start-up (and after a 410 Gone, and at every resync, which also
+drops what a missed DELETED event left behind) and kept current by the controller's own
+watches, which resume from `resource_versions`. Kopf's indexes and watches would do the
+same at a far higher cost per object: at start-up Kopf makes every indexed object wait
+for every other one, and it keeps a memory and a worker per object it has seen;
+namespaces and policies are the many objects, so they live here. Newer resourceVersions
+always win.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class ClusterView:
         # foreign policies that carry our managed-by label: (namespace, name) -> uid
         self.impersonating: dict[tuple[str, str], str] = {}
         self.loaded = False
+        # where each watch resumes: the listing's resourceVersion, then each event's
+        self.resource_versions: dict[str, str] = {}
 
     # -- events ------------------------------------------------------------------------------
 
@@ -131,4 +135,5 @@ class ClusterView:
                     if key in old_imp:
                         self.impersonating[key] = old_imp[key]
         self._gone = {}
+        self.resource_versions = {"namespaces": namespaces_rv, "networkpolicies": policies_rv}
         self.loaded = True

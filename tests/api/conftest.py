@@ -205,9 +205,16 @@ def make_ns(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[Callab
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port below the ephemeral range (see free_port in hack/cluster for why)."""
+    for _ in range(200):
+        port = secrets.randbelow(12000) + 20000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-31999")
 
 
 @dataclass
