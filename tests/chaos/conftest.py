@@ -82,14 +82,21 @@ class Audit:
         name: str | None = None,
         subresource: str | None = "",
         operator_only: bool = True,
+        succeeded: bool = True,
     ) -> list[dict[str, Any]]:
-        """Completed write requests, by default the operator's to NetworkPolicies."""
+        """Write requests, by default the operator's successful ones to NetworkPolicies.
+
+        `succeeded=False` counts attempts too: refused ones, and those the API server
+        logs as 504 because the client went away while they were in flight.
+        """
         found = []
         for e in self.events(since):
             ref = e.get("objectRef") or {}
             if e.get("verb") not in WRITE_VERBS or e.get("stage") != "ResponseComplete":
                 continue
             if operator_only and not str(e.get("userAgent", "")).startswith(OPERATOR_AGENTS):
+                continue
+            if succeeded and int((e.get("responseStatus") or {}).get("code") or 0) >= 300:
                 continue
             if resource is not None and ref.get("resource") != resource:
                 continue
