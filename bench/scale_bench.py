@@ -399,8 +399,12 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
                 "python": platform.python_version(),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                 "date": time.strftime("%Y-%m-%d"),
+                "commit": subprocess.run(
+                    ["git", "rev-parse", "--short", "HEAD"],
+                    cwd=ROOT, capture_output=True, text=True, check=False,
+                ).stdout.strip(),
             }
-        )
+        )  # fmt: skip
         return result
     finally:
         if op is not None and op.poll() is None:
@@ -413,7 +417,7 @@ COLUMNS = [
     ("convergence_s", "operator s"), ("ratio", "ratio"), ("ready_s", "Ready s"), ("latency_p50_s", "p50 s"),
     ("latency_p99_s", "p99 s"), ("writes_per_namespace", "writes/ns"), ("idle_writes", "idle"),
     ("restart_writes", "restart"), ("relist_writes", "relist"), ("reapply_writes", "re-apply"),
-    ("status_writes", "status"), ("rss_mib", "RSS MiB"),
+    ("status_writes", "status"), ("rss_mib", "RSS MiB"), ("cpu_s", "CPU s"), ("commit", "commit"),
 ]  # fmt: skip
 
 
