@@ -16,7 +16,9 @@ For each N, on a fresh local cluster with the flags the tests use:
   6. RSS and CPU seconds of the operator.
 Results: bench/results/scale-<N>.json; bench/README.md's table comes from them
 (`python bench/scale_bench.py --table`), and bench/results/convergence.png.
-Environment: BENCH_IDLE_S (default 300), BENCH_LATENCY_S (default 60).
+Environment: BENCH_IDLE_S (default 300), BENCH_LATENCY_S (default 60), BENCH_PROFILE (a
+path: py-spy samples the operator for 45 s from its start, collapsed stacks written there;
+`pip install py-spy` first).
 """
 
 from __future__ import annotations
@@ -260,6 +262,13 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
             op = subprocess.Popen(
                 argv, env=op_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
+            profile = os.environ.get("BENCH_PROFILE")  # py-spy samples of the rollout
+            if profile:
+                subprocess.Popen(
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(op.pid),
+                     "-d", "45", "-r", "50", "--format", "raw", "-o", profile, "--nonblocking"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
             await asyncio.sleep(5)
 
             # -- convergence, observed through a watch ---------------------------------

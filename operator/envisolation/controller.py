@@ -9,6 +9,7 @@ plan, never a relist, and an unchanged world costs no write.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import ctypes.util
@@ -27,6 +28,7 @@ from envisolation.conditions import Outcome, invalid_status, status_for
 from envisolation.kinds import PolicyDict, StatusDict
 from envisolation.kube import WATCHED, ApiError, Gone, ObjectRef
 from envisolation.metrics import (
+    EVENTS_DROPPED,
     NAMESPACES,
     POLICIES_REPAIRED,
     POLICIES_WRITTEN,
@@ -48,6 +50,7 @@ from envisolation.store import ClusterView
 
 log = structlog.get_logger("envisolation.controller")
 EXPOSURE_INTERVAL_SECONDS = 2.0  # exposure analysis runs at most this often
+MAX_QUEUED_EVENTS = 10_000  # beyond this, Events are dropped (and counted), never writes
 
 
 class KubeApi(Protocol):
@@ -141,6 +144,8 @@ class Controller:
         self._last_exposure = 0.0
         self._last_release = 0.0
         self._impersonators: dict[tuple[str, str], str] = {}  # reported already
+        self._events: collections.deque[tuple[ObjectRef, str, str, bool]] = collections.deque()
+        self._events_ready = asyncio.Event()
         self.passes = 0  # completed reconcile passes (for tests and the health probe)
 
     # -- inputs ------------------------------------------------------------------------------
@@ -208,6 +213,26 @@ class Controller:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
+    def emit(self, ref: ObjectRef, reason: str, message: str, warning: bool = False) -> None:
+        """Queue an Event. Events go out behind the policy writes, a few at a time, so a
+        rollout's thousand namespace Events never hold a write slot (see _post_events)."""
+        if len(self._events) >= MAX_QUEUED_EVENTS:
+            EVENTS_DROPPED.inc()
+            return
+        self._events.append((ref, reason, message, warning))
+        self._events_ready.set()
+
+    async def _post_events(self) -> None:
+        async def one(item: tuple[ObjectRef, str, str, bool]) -> None:
+            await self.kube.post_event(*item)
+
+        while True:
+            await self._events_ready.wait()
+            self._events_ready.clear()
+            while self._events:
+                batch = [self._events.popleft() for _ in range(min(2, len(self._events)))]
+                await asyncio.gather(*(one(item) for item in batch))
+
     def touch(self, namespace: str) -> None:
         self._dirty.add(namespace)
         self._wake.set()
@@ -250,6 +275,7 @@ class Controller:
         await self._bound.wait()
         await self.load()
         watches = [asyncio.create_task(self._watch(r), name=f"watch-{r}") for r in WATCHED]
+        watches.append(asyncio.create_task(self._post_events(), name="events"))
         try:
             await self._loop()
         finally:
@@ -352,7 +378,7 @@ class Controller:
         if decision.state is NamespaceState.CONFLICT and (
             previous is None or previous.decision.claimants != decision.claimants
         ):
-            await self.kube.post_event(
+            self.emit(
                 ObjectRef("Namespace", ns),
                 "Conflict",
                 f"claimed by EnvironmentIsolations {', '.join(decision.claimants)}; only the "
@@ -425,7 +451,7 @@ class Controller:
         what = "; ".join(f"{k} {', '.join(v)}" for k, v in sorted(verbs.items()))
         where = f" (segment {d.segment}, isolation {d.owner})" if d.owner else ""
         reason = "DriftRepaired" if drift else "PoliciesUpdated" if d.owner else "PoliciesRemoved"
-        await self.kube.post_event(ObjectRef("Namespace", facts.name), reason, what + where)
+        self.emit(ObjectRef("Namespace", facts.name), reason, what + where)
 
     def _settled(self, ns: str) -> None:
         self._retry_at.pop(ns, None)
@@ -484,17 +510,13 @@ class Controller:
                     moved or (new_gen and cond["status"] == "True")
                 ):
                     continue
-                await self.kube.post_event(
-                    ref, cond["reason"], cond["message"], cond["status"] != "True"
-                )
+                self.emit(ref, cond["reason"], cond["message"], cond["status"] != "True")
             elif (
                 cond["type"] == "Conflict"
                 and moved
                 and (cond["status"] == "True" or before.get("status") == "True")
             ):
-                await self.kube.post_event(
-                    ref, cond["reason"], cond["message"], cond["status"] == "True"
-                )
+                self.emit(ref, cond["reason"], cond["message"], cond["status"] == "True")
 
     # -- exposures ---------------------------------------------------------------------------
 
@@ -515,7 +537,7 @@ class Controller:
         for iso, e in new:
             where = e.destination if e.destination_segment else e.source
             log.warning("cross-segment exposure", isolation=iso, namespace=where, exposure=str(e))
-            await self.kube.post_event(
+            self.emit(
                 ObjectRef("Namespace", where),
                 "CrossSegmentExposure",
                 f"{e} (EnvironmentIsolation {iso} does not declare this path)",
@@ -530,7 +552,7 @@ class Controller:
                 continue
             log.warning("policy carries the operator's label but is not its own",
                         namespace=ns, policy=name)  # fmt: skip
-            await self.kube.post_event(
+            self.emit(
                 ObjectRef("Namespace", ns),
                 "ImpersonatedPolicy",
                 f"NetworkPolicy {ns}/{name} carries the label {c.LABEL_MANAGED_BY}="

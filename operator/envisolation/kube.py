@@ -82,11 +82,18 @@ class Kube:
         self._net = client.NetworkingV1Api(self._api)
         self._core = client.CoreV1Api(self._api)
         self._custom = client.CustomObjectsApi(self._api)
+        # Watches hold their connection for a minute: a pool of their own, so the writers'
+        # pool never runs short and opens (and TLS-handshakes) throwaway connections.
+        self._watch_api = client.ApiClient(cfg)
+        self._watch_api.user_agent = self._api.user_agent
+        self._watch_core = client.CoreV1Api(self._watch_api)
+        self._watch_net = client.NetworkingV1Api(self._watch_api)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="kube")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()  # type: ignore[no-untyped-call]
+        self._watch_api.close()  # type: ignore[no-untyped-call]
 
     async def _call(self, verb: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -228,9 +235,9 @@ class Kube:
 
     def _stream(self, resource: str, resource_version: str) -> Iterator[tuple[str, Any]]:
         fn: Callable[..., Any] = (
-            self._core.list_namespace
+            self._watch_core.list_namespace
             if resource == "namespaces"
-            else self._net.list_network_policy_for_all_namespaces
+            else self._watch_net.list_network_policy_for_all_namespaces
         )
         try:
             resp = fn(

@@ -26,6 +26,9 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 API_WRITES = Counter("envisolation_api_writes_total", "API writes by kind", ["kind"])
+EVENTS_DROPPED = Counter(
+    "envisolation_events_dropped_total", "Events not posted because too many were queued"
+)
 API_ERRORS = Counter("envisolation_api_errors_total", "Failed API calls", ["verb", "code"])
 EXPOSURES = Gauge(
     "envisolation_exposures",
