@@ -223,15 +223,12 @@ class Controller:
         self._events_ready.set()
 
     async def _post_events(self) -> None:
-        async def one(item: tuple[ObjectRef, str, str, bool]) -> None:
-            await self.kube.post_event(*item)
-
         while True:
             await self._events_ready.wait()
             self._events_ready.clear()
             while self._events:
                 batch = [self._events.popleft() for _ in range(min(2, len(self._events)))]
-                await asyncio.gather(*(one(item) for item in batch))
+                await asyncio.gather(*(self.kube.post_event(*item) for item in batch))
 
     def touch(self, namespace: str) -> None:
         self._dirty.add(namespace)
@@ -419,7 +416,7 @@ class Controller:
         if drift:
             POLICIES_REPAIRED.inc(len(plan.actions))
         bound.info("repaired drift" if drift else "policies changed", actions=done)
-        await self._announce(facts, decision, plan, drift)
+        self._announce(facts, decision, plan, drift)
 
     async def _execute(self, ns: str, action: Action) -> None:
         bucket = self._written.setdefault(ns, {})
@@ -441,7 +438,7 @@ class Controller:
             bucket[action.name] = _Written(0, None, action.uid, time.monotonic())
             POLICIES_WRITTEN.labels("delete").inc()
 
-    async def _announce(
+    def _announce(
         self, facts: NamespaceFacts, d: Decision, plan: NamespacePlan, drift: bool
     ) -> None:
         verbs: dict[str, list[str]] = {}
@@ -495,9 +492,9 @@ class Controller:
                 log.warning("status write failed", isolation=rec.name, error=str(e))
                 self._status_due = True
                 continue
-            await self._status_events(rec, status)
+            self._status_events(rec, status)
 
-    async def _status_events(self, rec: IsolationRecord, status: StatusDict) -> None:
+    def _status_events(self, rec: IsolationRecord, status: StatusDict) -> None:
         """Events for what a person should hear about, once per change (never per loop)."""
         old = {x.get("type"): x for x in rec.status.get("conditions") or []}
         ref = ObjectRef(c.KIND, rec.name, rec.uid, c.API_VERSION)
@@ -533,7 +530,7 @@ class Controller:
         changed, new = self.monitor.update(found, (r.name for r in self.records()))
         if changed:
             self._status_due = True
-        await self._report_impersonators()
+        self._report_impersonators()
         for iso, e in new:
             where = e.destination if e.destination_segment else e.source
             log.warning("cross-segment exposure", isolation=iso, namespace=where, exposure=str(e))
@@ -544,7 +541,7 @@ class Controller:
                 warning=True,
             )
 
-    async def _report_impersonators(self) -> None:
+    def _report_impersonators(self) -> None:
         """One Warning per policy that carries our label without being ours (never adopted)."""
         current = dict(self.view.impersonating)
         for (ns, name), uid in sorted(current.items()):
