@@ -543,7 +543,12 @@ class Controller:
 
     def _report_impersonators(self) -> None:
         """One Warning per policy that carries our label without being ours (never adopted)."""
-        current = dict(self.view.impersonating)
+        # Only where it matters: in namespaces an EnvironmentIsolation manages.
+        current = {
+            key: uid
+            for key, uid in self.view.impersonating.items()
+            if (o := self._outcomes.get(key[0])) is not None and o.decision.owner is not None
+        }
         for (ns, name), uid in sorted(current.items()):
             if self._impersonators.get((ns, name)) == uid:
                 continue
