@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from crd import wait_established
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -68,15 +70,7 @@ def run(n: int) -> dict[str, object]:
     op = None
     try:
         kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
-        for attempt in range(30):  # the CRD's conditions appear a moment after it is created
-            try:
-                kubectl("wait", "--for=condition=established", "--timeout=30s",
-                        "crd/environmentisolations.envisolation.io")  # fmt: skip
-                break
-            except subprocess.CalledProcessError:
-                if attempt == 29:
-                    raise
-                time.sleep(1)
+        wait_established(kubectl)
         segs = ("dev", "test", "prod")
         docs = [
             {"apiVersion": "v1", "kind": "Namespace",

@@ -42,6 +42,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from crd import wait_established
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "operator"))
 
@@ -189,15 +191,7 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
     result: dict[str, Any] = {"n": n}
     try:
         k("apply", "--server-side", "-k", str(ROOT / "crds"))
-        for attempt in range(30):  # the CRD's conditions appear a moment after it is created
-            try:
-                k("wait", "--for=condition=established", "--timeout=30s",
-                  "crd/environmentisolations.envisolation.io")  # fmt: skip
-                break
-            except subprocess.CalledProcessError:
-                if attempt == 29:
-                    raise
-                time.sleep(1)
+        wait_established(k)
         body = cr()
         iso = EnvironmentIsolation.from_body(body)
         groups = {"op": "env", "a": "base-a", "b": "base-b"}
