@@ -160,7 +160,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             try:
                 return await kube.list_for_verify()
             finally:
-                kube.close()
+                await kube.aclose()
 
         try:
             objects = asyncio.run(fetch())

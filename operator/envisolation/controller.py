@@ -54,7 +54,9 @@ MAX_QUEUED_EVENTS = 10_000  # beyond this, Events are dropped (and counted), nev
 
 
 class KubeApi(Protocol):
-    async def list_cluster(self) -> tuple[list[Any], str, list[Any], str]: ...
+    async def list_each(
+        self, resource: str, each: Callable[[Mapping[str, Any]], object]
+    ) -> str: ...
     async def watch(
         self, resource: str, resource_version: str, deliver: Callable[[str, Any], None]
     ) -> None: ...
@@ -202,11 +204,22 @@ class Controller:
                 delay = min(delay * 2, 30.0)
 
     async def load(self) -> None:
-        """LIST Namespaces and NetworkPolicies into the view, retrying until it works."""
+        """LIST Namespaces and NetworkPolicies into the view, retrying until it works.
+
+        The listing is read a page at a time into a fresh view, which replaces the
+        current one only when complete: a pass never plans against half a listing.
+        """
         delay = 1.0
         while True:
             try:
-                self.view.load(*await self.kube.list_cluster())
+                fresh = ClusterView()
+                ns_rv = await self.kube.list_each(
+                    "namespaces", functools.partial(fresh.namespace_event, "ADDED")
+                )
+                pol_rv = await self.kube.list_each(
+                    "networkpolicies", functools.partial(fresh.policy_event, "ADDED")
+                )
+                self.view.adopt(fresh, ns_rv, pol_rv)
                 return
             except ApiError as e:
                 log.warning("listing the cluster failed; retrying", error=str(e), delay=delay)

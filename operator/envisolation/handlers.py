@@ -59,7 +59,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     if memo.get("kube") is not None:
-        memo.kube.close()
+        await memo.kube.aclose()
 
 
 @kopf.on.probe(id="controller")

@@ -102,38 +102,51 @@ class ClusterView:
         policies: Iterable[Mapping[str, Any]],
         policies_rv: str,
     ) -> None:
-        """Replace the view with a LIST, keeping what events brought that is newer."""
-        old_ns, old_managed, old_foreign, old_rv = (
-            self.namespaces, self.managed, self.foreign, self._rv
-        )  # fmt: skip
-        self.namespaces, self.managed, self.foreign, self._rv = {}, {}, {}, {}
-        old_imp, self.impersonating = self.impersonating, {}
-        # Deletions that events brought keep the listing from resurrecting those objects.
+        """Replace the view with a LIST (see adopt)."""
+        fresh = ClusterView()
         for body in namespaces:
-            self.namespace_event("ADDED", body)
+            fresh.namespace_event("ADDED", body)
         for body in policies:
-            self.policy_event("ADDED", body)
+            fresh.policy_event("ADDED", body)
+        self.adopt(fresh, namespaces_rv, policies_rv)
+
+    def adopt(self, fresh: ClusterView, namespaces_rv: str, policies_rv: str) -> None:
+        """Take the view a LIST built, keeping what events brought meanwhile that is newer.
+
+        The listing was read page by page while the watches went on; an object an event
+        brought after the listing's resourceVersion wins over the listing, and a deletion
+        an event brought keeps the listing from resurrecting the object.
+        """
+        for key, gone_rv in self._gone.items():
+            if key in fresh._rv and fresh._rv[key] <= gone_rv:
+                if key[0] == "":
+                    fresh.namespaces.pop(key[1], None)
+                else:
+                    fresh._drop(*key)
+                del fresh._rv[key]
         listed = {
             "": _rv({"resourceVersion": namespaces_rv}),
             "*": _rv({"resourceVersion": policies_rv}),
         }
-        for key, rv in old_rv.items():
+        for key, rv in self._rv.items():
             horizon = listed[""] if key[0] == "" else listed["*"]
-            if rv <= horizon or rv <= self._rv.get(key, 0):
+            if rv <= horizon or rv <= fresh._rv.get(key, 0):
                 continue  # the listing is as new or newer: it decides
-            self._rv[key] = rv
+            fresh._rv[key] = rv
             if key[0] == "":
-                if key[1] in old_ns:
-                    self.namespaces[key[1]] = old_ns[key[1]]
+                if key[1] in self.namespaces:
+                    fresh.namespaces[key[1]] = self.namespaces[key[1]]
             else:
                 ns, name = key
-                self._drop(ns, name)
-                if name in old_managed.get(ns, {}):
-                    self.managed.setdefault(ns, {})[name] = old_managed[ns][name]
-                elif name in old_foreign.get(ns, {}):
-                    self.foreign.setdefault(ns, {})[name] = old_foreign[ns][name]
-                    if key in old_imp:
-                        self.impersonating[key] = old_imp[key]
+                fresh._drop(ns, name)
+                if name in self.managed.get(ns, {}):
+                    fresh.managed.setdefault(ns, {})[name] = self.managed[ns][name]
+                elif name in self.foreign.get(ns, {}):
+                    fresh.foreign.setdefault(ns, {})[name] = self.foreign[ns][name]
+                    if key in self.impersonating:
+                        fresh.impersonating[key] = self.impersonating[key]
+        self.namespaces, self.managed, self.foreign = fresh.namespaces, fresh.managed, fresh.foreign
+        self._rv, self.impersonating = fresh._rv, fresh.impersonating
         self._gone = {}
         self.resource_versions = {"namespaces": namespaces_rv, "networkpolicies": policies_rv}
         self.loaded = True
