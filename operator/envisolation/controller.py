@@ -148,6 +148,8 @@ class Controller:
         self._impersonators: dict[tuple[str, str], str] = {}  # reported already
         self._events: collections.deque[tuple[ObjectRef, str, str, bool]] = collections.deque()
         self._events_ready = asyncio.Event()
+        self._idle = asyncio.Event()  # set while no reconcile pass is running
+        self._idle.set()
         self.passes = 0  # completed reconcile passes (for tests and the health probe)
 
     # -- inputs ------------------------------------------------------------------------------
@@ -227,8 +229,8 @@ class Controller:
                 delay = min(delay * 2, 30.0)
 
     def emit(self, ref: ObjectRef, reason: str, message: str, warning: bool = False) -> None:
-        """Queue an Event. Events go out behind the policy writes, a few at a time, so a
-        rollout's thousand namespace Events never hold a write slot (see _post_events)."""
+        """Queue an Event. Events go out between reconcile passes, a few at a time, so a
+        rollout's thousand namespace Events never compete with its writes (_post_events)."""
         if len(self._events) >= MAX_QUEUED_EVENTS:
             EVENTS_DROPPED.inc()
             return
@@ -240,6 +242,8 @@ class Controller:
             await self._events_ready.wait()
             self._events_ready.clear()
             while self._events:
+                # An Event informs; a policy isolates: a pass in progress goes first.
+                await self._idle.wait()
                 batch = [self._events.popleft() for _ in range(min(2, len(self._events)))]
                 await asyncio.gather(*(self.kube.post_event(*item) for item in batch))
 
@@ -326,6 +330,13 @@ class Controller:
             await asyncio.sleep(0.05)
 
     async def _pass(self, batch: set[str], full: bool) -> None:
+        self._idle.clear()
+        try:
+            await self._pass_inner(batch, full)
+        finally:
+            self._idle.set()
+
+    async def _pass_inner(self, batch: set[str], full: bool) -> None:
         started = time.monotonic()
         valid: list[EnvironmentIsolation] = []
         known: set[str] = set()

@@ -127,11 +127,25 @@ def canonical(value: Any) -> Any:
     return value
 
 
+_CANONICAL: dict[int, tuple[PolicySpecDict, Any]] = {}
+
+
+def _canonical_live(spec: PolicySpecDict) -> Any:
+    """canonical() of a live spec, once per shared spec object (see _shared_spec)."""
+    hit = _CANONICAL.get(id(spec))
+    if hit is None or hit[0] is not spec:
+        if len(_CANONICAL) > 8192:
+            _CANONICAL.clear()
+        hit = (spec, canonical(spec))
+        _CANONICAL[id(spec)] = hit
+    return hit[1]
+
+
 def up_to_date(desired: PolicyDict, live: LivePolicy) -> bool:
     labels = dict(live.labels)
     if any(labels.get(k) != v for k, v in desired["metadata"]["labels"].items()):
         return False
-    return bool(canonical(desired["spec"]) == canonical(live.spec))
+    return bool(canonical(desired["spec"]) == _canonical_live(live.spec))
 
 
 def diff(
