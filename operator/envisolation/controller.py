@@ -51,11 +51,12 @@ from envisolation.store import ClusterView
 log = structlog.get_logger("envisolation.controller")
 EXPOSURE_INTERVAL_SECONDS = 2.0  # exposure analysis runs at most this often
 MAX_QUEUED_EVENTS = 10_000  # beyond this, Events are dropped (and counted), never writes
+FETCH_EACH_MAX = 100  # more namespaces than this came into scope: one cluster-wide LIST
 
 
 class KubeApi(Protocol):
     async def list_each(
-        self, resource: str, each: Callable[[Mapping[str, Any]], object]
+        self, resource: str, each: Callable[[Mapping[str, Any]], object], namespace: str = ""
     ) -> str: ...
     async def watch(
         self, resource: str, resource_version: str, deliver: Callable[[str, Any], None]
@@ -150,6 +151,7 @@ class Controller:
         self._events_ready = asyncio.Event()
         self._idle = asyncio.Event()  # set while no reconcile pass is running
         self._idle.set()
+        self._scope_key: frozenset[tuple[str, str]] | None = None
         self.passes = 0  # completed reconcile passes (for tests and the health probe)
 
     # -- inputs ------------------------------------------------------------------------------
@@ -214,7 +216,7 @@ class Controller:
         delay = 1.0
         while True:
             try:
-                fresh = ClusterView()
+                fresh = ClusterView(self.view.scope)
                 ns_rv = await self.kube.list_each(
                     "namespaces", functools.partial(fresh.namespace_event, "ADDED")
                 )
@@ -285,8 +287,48 @@ class Controller:
 
     # -- the loop ----------------------------------------------------------------------------
 
+    def _update_scope(self) -> None:
+        """Foreign policies are held only where an isolation's label names a segment."""
+        key = frozenset(
+            (iso.namespace_label, seg.name)
+            for rec in self.records()
+            if not isinstance(iso := self.parse(rec), InvalidSpec)
+            for seg in iso.segments
+        )
+        if key == self._scope_key:
+            return
+        self._scope_key = key
+
+        def scope(facts: NamespaceFacts) -> bool:
+            return any(pair in key for pair in facts.labels)
+
+        self.view.set_scope(scope)
+        if self.view.unfetched:
+            self.touch_exposure()
+
+    async def _fetch(self) -> None:
+        """Read the policies of namespaces that came into scope (for exposure analysis)."""
+        pending = self.view.unfetched
+        if not pending:
+            return
+        if len(pending) > FETCH_EACH_MAX:
+            await self.load()  # one paged LIST costs less than hundreds of small ones
+            self.touch_exposure()
+            return
+        for ns in sorted(pending):
+            try:
+                await self.kube.list_each(
+                    "networkpolicies", functools.partial(self.policy_event, "ADDED"), ns
+                )
+            except ApiError as e:
+                log.warning("reading a namespace's policies failed", namespace=ns, error=str(e))
+                return  # the next turn of the loop tries again
+            self.view.unfetched.discard(ns)
+        self.touch_exposure()
+
     async def run(self) -> None:
         await self._bound.wait()
+        self._update_scope()
         await self.load()
         watches = [asyncio.create_task(self._watch(r), name=f"watch-{r}") for r in WATCHED]
         watches.append(asyncio.create_task(self._post_events(), name="events"))
@@ -314,6 +356,7 @@ class Controller:
                 batch, self._dirty = self._dirty | due, set()
             if batch:
                 await self._pass(batch, full=batch >= set(self.view.namespaces))
+            await self._fetch()
             await self._maybe_analyse()
             await self._maybe_flush_status()
             waits = [next_resync, *self._retry_at.values()]
@@ -338,6 +381,7 @@ class Controller:
 
     async def _pass_inner(self, batch: set[str], full: bool) -> None:
         started = time.monotonic()
+        self._update_scope()
         valid: list[EnvironmentIsolation] = []
         known: set[str] = set()
         for rec in self.records():
@@ -542,8 +586,8 @@ class Controller:
     # -- exposures ---------------------------------------------------------------------------
 
     async def _maybe_analyse(self) -> None:
-        if not self._exposure_due:
-            return
+        if not self._exposure_due or self.view.unfetched:
+            return  # not before every managed namespace's policies are known
         if time.monotonic() - self._last_exposure < EXPOSURE_INTERVAL_SECONDS:
             return
         self._exposure_due = False

@@ -193,13 +193,17 @@ class Kube:
             if not token:
                 return
 
-    async def list_each(self, resource: str, each: Callable[[Mapping[str, Any]], object]) -> str:
-        """Hand every object of a cluster-wide LIST to `each`; returns its resourceVersion.
+    async def list_each(
+        self, resource: str, each: Callable[[Mapping[str, Any]], object], namespace: str = ""
+    ) -> str:
+        """Hand every object of a LIST (cluster-wide, or of one namespace's policies) to
+        `each`; returns its resourceVersion.
 
         A continue token that expired mid-listing raises Gone: list again from the start.
         """
         rv = ""
-        async for items, page_rv in self._pages(PATHS[resource]):
+        path = self._policy_path(namespace) if namespace else PATHS[resource]
+        async for items, page_rv in self._pages(path):
             rv = page_rv
             for item in items:
                 each(item)

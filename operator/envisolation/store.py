@@ -7,12 +7,19 @@ same at a far higher cost per object: at start-up Kopf makes every indexed objec
 for every other one, and it keeps a memory and a worker per object it has seen;
 namespaces and policies are the many objects, so they live here. Newer resourceVersions
 always win.
+
+Foreign policies (ones the operator did not write) matter only for exposure analysis,
+which looks only at namespaces an EnvironmentIsolation manages: with a `scope`, the view
+keeps them only for namespaces the scope admits (and for namespaces not seen yet). A
+namespace that comes into scope later is listed in `unfetched`, for the controller to
+read its policies with a LIST of that namespace. A cluster holds many more namespaces and
+policies than the segments do; most of them need not be held at all.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from envisolation.exposure import SeenPolicy
@@ -27,8 +34,14 @@ def _rv(meta: Mapping[str, Any]) -> int:
         return 0
 
 
+Scope = Callable[[NamespaceFacts], bool]
+
+
 class ClusterView:
-    def __init__(self) -> None:
+    def __init__(self, scope: Scope | None = None) -> None:
+        self.scope = scope  # None: keep every foreign policy
+        # namespaces that came into scope since their policies were read
+        self.unfetched: set[str] = set()
         self.namespaces: dict[str, NamespaceFacts] = {}
         self.managed: dict[str, dict[str, LivePolicy]] = {}  # namespace -> name -> policy
         self.foreign: dict[str, dict[str, SeenPolicy]] = {}
@@ -40,6 +53,31 @@ class ClusterView:
         # where each watch resumes: the listing's resourceVersion, then each event's
         self.resource_versions: dict[str, str] = {}
 
+    # -- scope -------------------------------------------------------------------------------
+
+    def keeps(self, ns: str) -> bool:
+        """Are foreign policies of `ns` kept? In scope, or not seen yet (decided later)."""
+        if self.scope is None:
+            return True
+        facts = self.namespaces.get(ns)
+        return facts is None or self.scope(facts)
+
+    def set_scope(self, scope: Scope | None) -> None:
+        before = {ns for ns in self.namespaces if self.keeps(ns)}
+        self.scope = scope
+        for ns in self.namespaces:
+            now = self.keeps(ns)
+            if ns in before and not now:
+                self._forget_foreign(ns)
+            elif now and ns not in before:
+                self.unfetched.add(ns)
+
+    def _forget_foreign(self, ns: str) -> None:
+        self.unfetched.discard(ns)
+        for name in self.foreign.pop(ns, {}):
+            self._rv.pop((ns, name), None)
+            self.impersonating.pop((ns, name), None)
+
     # -- events ------------------------------------------------------------------------------
 
     def namespace_event(self, kind: str | None, body: Mapping[str, Any]) -> str:
@@ -50,9 +88,16 @@ class ClusterView:
             self.namespaces.pop(name, None)
             self._rv.pop(key, None)
             self._gone[key] = rv
+            self.unfetched.discard(name)  # its policies' own DELETED events follow
         elif rv >= self._rv.get(key, 0) and rv > self._gone.get(key, -1):
+            seen = name in self.namespaces
+            kept = self.keeps(name)
             self.namespaces[name] = NamespaceFacts.from_body(body)
             self._rv[key] = rv
+            if kept and not self.keeps(name):
+                self._forget_foreign(name)
+            elif seen and not kept and self.keeps(name):
+                self.unfetched.add(name)
         return name
 
     def policy_event(self, kind: str | None, body: Mapping[str, Any]) -> tuple[str, bool]:
@@ -76,6 +121,9 @@ class ClusterView:
         self._drop(ns, name)
         if owned(meta):
             self.managed.setdefault(ns, {})[name] = LivePolicy.from_body(body)
+            return ns, was_foreign
+        if not self.keeps(ns):
+            self._rv.pop(key, None)  # out of scope: not held (see the module's docstring)
             return ns, was_foreign
         if impersonates(meta):
             self.impersonating[key] = str(meta.get("uid", ""))
@@ -103,7 +151,7 @@ class ClusterView:
         policies_rv: str,
     ) -> None:
         """Replace the view with a LIST (see adopt)."""
-        fresh = ClusterView()
+        fresh = ClusterView(self.scope)
         for body in namespaces:
             fresh.namespace_event("ADDED", body)
         for body in policies:
@@ -128,6 +176,7 @@ class ClusterView:
             "": _rv({"resourceVersion": namespaces_rv}),
             "*": _rv({"resourceVersion": policies_rv}),
         }
+        moved: set[str] = set()  # namespaces whose newer labels come from events
         for key, rv in self._rv.items():
             horizon = listed[""] if key[0] == "" else listed["*"]
             if rv <= horizon or rv <= fresh._rv.get(key, 0):
@@ -136,17 +185,24 @@ class ClusterView:
             if key[0] == "":
                 if key[1] in self.namespaces:
                     fresh.namespaces[key[1]] = self.namespaces[key[1]]
+                    moved.add(key[1])
             else:
                 ns, name = key
                 fresh._drop(ns, name)
                 if name in self.managed.get(ns, {}):
                     fresh.managed.setdefault(ns, {})[name] = self.managed[ns][name]
-                elif name in self.foreign.get(ns, {}):
+                elif name in self.foreign.get(ns, {}) and fresh.keeps(ns):
                     fresh.foreign.setdefault(ns, {})[name] = self.foreign[ns][name]
                     if key in self.impersonating:
                         fresh.impersonating[key] = self.impersonating[key]
+        # A namespace that came into scope after the listing read it: its policies were
+        # filtered by the older labels.
+        for ns in self.unfetched | moved:
+            if fresh.keeps(ns) and ns in fresh.namespaces:
+                fresh.unfetched.add(ns)
         self.namespaces, self.managed, self.foreign = fresh.namespaces, fresh.managed, fresh.foreign
         self._rv, self.impersonating = fresh._rv, fresh.impersonating
+        self.unfetched, self.scope = fresh.unfetched, fresh.scope
         self._gone = {}
         self.resource_versions = {"namespaces": namespaces_rv, "networkpolicies": policies_rv}
         self.loaded = True

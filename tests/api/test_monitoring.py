@@ -6,6 +6,7 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -71,6 +72,47 @@ def test_a_tenant_policy_opening_prod_to_every_namespace_is_exposed_then_cleared
     eventually(lambda: condition(kubectl, iso, "Exposed").get("status") == "False", timeout=20)
     lines = [x for x in scrape(operator).splitlines() if x.startswith("envisolation_exposures{")]
     assert not [x for x in lines if f'isolation="{iso}"' in x]
+
+
+def tenant_policy(namespace: str) -> str:
+    return json.dumps({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                       "metadata": {"name": "allow-all-namespaces", "namespace": namespace},
+                       "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]}})  # fmt: skip
+
+
+def exposed_by(kubectl: Kubectl, iso: str, policy: str) -> bool:
+    cond = condition(kubectl, iso, "Exposed")
+    return cond.get("status") == "True" and policy in cond.get("message", "")
+
+
+def test_a_policy_written_before_its_namespace_joins_a_segment_is_exposed_when_it_joins(
+    kubectl: Kubectl, operator: Operator, make_iso, make_ns
+) -> None:
+    # The operator holds foreign policies only where a segment label is; a namespace that
+    # joins later has its policies read when it joins.
+    label = f"mon.test/{secrets.token_hex(4)}"
+    iso = make_iso(label, isolate=["Ingress"])
+    dev, later = make_ns({label: "dev"}), make_ns({})
+    kubectl.apply(tenant_policy(later))
+    eventually(lambda: holds_exactly(kubectl, iso, dev))
+    time.sleep(2)  # the operator has seen the tenant's policy, and not kept it
+    assert condition(kubectl, iso, "Exposed").get("status") == "False"
+    kubectl("label", "namespace", later, f"{label}=prod")
+    eventually(lambda: exposed_by(kubectl, iso, f"{later}/allow-all-namespaces"), timeout=20)
+    kubectl("label", "namespace", later, f"{label}-")
+    eventually(lambda: condition(kubectl, iso, "Exposed").get("status") == "False", timeout=20)
+
+
+def test_a_new_isolation_sees_the_policies_that_were_there_before_it(
+    kubectl: Kubectl, operator: Operator, make_iso, make_ns
+) -> None:
+    label = f"mon.test/{secrets.token_hex(4)}"
+    dev, prod = make_ns({label: "dev"}), make_ns({label: "prod"})
+    kubectl.apply(tenant_policy(prod))
+    time.sleep(2)  # seen by the operator while no isolation uses the label
+    iso = make_iso(label, isolate=["Ingress"])
+    eventually(lambda: holds_exactly(kubectl, iso, dev))
+    eventually(lambda: exposed_by(kubectl, iso, f"{prod}/allow-all-namespaces"), timeout=20)
 
 
 def test_verify_against_the_cluster_exits_1_on_an_exposure_and_0_without(

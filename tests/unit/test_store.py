@@ -87,3 +87,62 @@ def test_only_our_field_manager_makes_a_policy_managed() -> None:
     # our own apply takes the name over: from then on it is managed
     v.policy_event("MODIFIED", pol("bare", 4, MANAGED))
     assert "bare" in v.managed["a"] and not v.impersonating
+
+
+def in_dev(facts: Any) -> bool:
+    return ("environment", "dev") in facts.labels
+
+
+def test_a_scope_keeps_foreign_policies_only_where_a_segment_label_is() -> None:
+    v = ClusterView(in_dev)
+    v.load(
+        [ns("a", 1, environment="dev"), ns("b", 2)],
+        "10",
+        [pol("mine", 3, MANAGED, "b"), pol("theirs", 4, {}, "b", "kubectl"),
+         pol("theirs", 5, {}, "a", "kubectl")],
+        "10",
+    )  # fmt: skip
+    assert set(v.foreign) == {"a"}  # b is out of scope: its foreign policy is not held
+    assert "mine" in v.managed["b"]  # ours are always held: they may have to be deleted
+    assert not v.unfetched
+
+
+def test_a_namespace_labelled_into_scope_is_fetched_and_out_of_scope_forgotten() -> None:
+    v = ClusterView(in_dev)
+    v.namespace_event("ADDED", ns("b", 1))
+    v.policy_event("ADDED", pol("theirs", 2, {}, "b", "kubectl"))
+    assert not v.foreign
+    v.namespace_event("MODIFIED", ns("b", 3, environment="dev"))
+    assert v.unfetched == {"b"}
+    v.policy_event("ADDED", pol("theirs", 2, {}, "b", "kubectl"))  # what the fetch reads
+    assert "theirs" in v.foreign["b"]
+    v.namespace_event("MODIFIED", ns("b", 4, environment="prod"))
+    assert not v.foreign and not v.unfetched
+
+
+def test_policies_seen_before_their_namespace_wait_for_its_labels() -> None:
+    v = ClusterView(in_dev)
+    v.policy_event("ADDED", pol("early", 1, {}, "c", "kubectl"))
+    v.policy_event("ADDED", pol("early", 1, {}, "d", "kubectl"))
+    v.namespace_event("ADDED", ns("c", 2, environment="dev"))
+    v.namespace_event("ADDED", ns("d", 3))
+    assert set(v.foreign) == {"c"}
+    assert not v.unfetched  # nothing was dropped for c: no LIST needed
+
+
+def test_a_wider_scope_asks_for_the_namespaces_it_adds() -> None:
+    v = ClusterView(in_dev)
+    v.load([ns("a", 1, environment="dev"), ns("b", 2, environment="prod")], "5", [], "5")
+    v.set_scope(lambda f: dict(f.labels).get("environment") in ("dev", "prod"))
+    assert v.unfetched == {"b"}
+    v.set_scope(in_dev)
+    assert not v.unfetched
+
+
+def test_a_listing_keeps_the_namespaces_that_came_into_scope_meanwhile_unfetched() -> None:
+    v = ClusterView(in_dev)
+    v.load([ns("b", 1)], "5", [], "5")
+    v.namespace_event("MODIFIED", ns("b", 8, environment="dev"))  # during the next LIST
+    v.load([ns("b", 1)], "6", [pol("theirs", 2, {}, "b", "kubectl")], "6")
+    assert v.namespaces["b"].label_map["environment"] == "dev"
+    assert v.unfetched == {"b"}
