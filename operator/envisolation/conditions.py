@@ -42,9 +42,13 @@ class Outcome:
         error: str | None = None,
         would_apply: int = 0,
         would_delete: int = 0,
+        fingerprint: int | None = None,
     ) -> Outcome:
+        """`fingerprint`: what the rendered policies depend on, if the caller knows it
+        (the owning isolation's uid and generation); else a hash of the policies."""
         slim = replace(decision, desired=(), preview=())
-        fingerprint = hash(repr(decision.desired))
+        if fingerprint is None:
+            fingerprint = hash(repr(decision.desired))
         return cls(
             slim, converged, error, would_apply, would_delete, len(decision.desired), fingerprint
         )

@@ -43,6 +43,7 @@ from envisolation.plan import (
     Verb,
     phases,
     plan_namespace,
+    sole_manager,
     up_to_date,
 )
 from envisolation.render import Decision, NamespaceState, RenderContext, decide
@@ -450,7 +451,12 @@ class Controller:
                 f"default-deny of {decision.owner} (the oldest) is kept",
                 warning=True,
             )
-        outcome = Outcome.of(decision, True, None, plan.would_apply, plan.would_delete)
+        # The rendered policies are a function of the owner's spec (uid, generation), the
+        # segment and the namespace, which the decision holds: hashing them is not needed.
+        source = next(((i.uid, i.generation) for i in valid if i.name == decision.owner), None)
+        outcome = Outcome.of(
+            decision, True, None, plan.would_apply, plan.would_delete, hash(source)
+        )
         if plan.empty:
             self._outcomes[ns] = outcome
             self._settled(ns)
@@ -491,7 +497,8 @@ class Controller:
         if action.policy is not None:  # an apply
             body = await self.kube.apply_policy(action.policy)
             live = LivePolicy.from_body(body)
-            if not up_to_date(action.policy, live):
+            # With our field manager the only one, the object is exactly what we applied.
+            if not sole_manager(body.get("metadata") or {}) and not up_to_date(action.policy, live):
                 # Another manager holds fields that apply leaves alone (an ingress rule
                 # added to our default-deny by hand, a policy squatting our name): only a
                 # replace of the whole object removes them.

@@ -38,6 +38,16 @@ def owned(meta: Mapping[str, Any], strict: bool = True) -> bool:
     return any(isinstance(f, Mapping) and f.get("manager") == c.FIELD_MANAGER for f in fields)
 
 
+def sole_manager(meta: Mapping[str, Any]) -> bool:
+    """Only our field manager holds fields of this object (so nothing beyond what we
+    applied is in it: server-side apply removes what we stopped applying, and fields a
+    write left unowned are recorded under a manager of their own, before-first-apply)."""
+    fields = meta.get("managedFields") or ()
+    return bool(fields) and all(
+        isinstance(f, Mapping) and f.get("manager") == c.FIELD_MANAGER for f in fields
+    )
+
+
 def impersonates(meta: Mapping[str, Any]) -> bool:
     """Carries the operator's managed-by label but was not written by the operator."""
     labels = meta.get("labels") or {}

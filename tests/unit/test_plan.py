@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from envisolation.model import EnvironmentIsolation, NamespaceFacts
-from envisolation.plan import LivePolicy, Verb, canonical, diff, live_after, phases, plan_namespace
+from envisolation.plan import (
+    LivePolicy,
+    Verb,
+    canonical,
+    diff,
+    live_after,
+    phases,
+    plan_namespace,
+    sole_manager,
+)
 from envisolation.render import RenderContext, decide
 
 CTX = RenderContext()
@@ -89,3 +98,16 @@ def test_phases_keep_allows_before_the_deny_and_its_delete_last() -> None:
         sorted(n for n in (p.name for p in live) if n != "envisolation-default-deny"),
         ["envisolation-default-deny"],
     ]
+
+
+def _meta(*managers: str) -> dict[str, object]:
+    return {"managedFields": [{"manager": m, "operation": "Apply"} for m in managers]}
+
+
+def test_only_an_object_whose_every_field_is_ours_skips_the_comparison_after_apply() -> None:
+    assert sole_manager(_meta("envisolation"))
+    assert sole_manager(_meta("envisolation", "envisolation"))  # Apply and Update entries
+    assert not sole_manager(_meta("envisolation", "kubectl-edit"))  # a rule added by hand
+    assert not sole_manager(_meta("envisolation", "before-first-apply"))  # unowned fields
+    assert not sole_manager(_meta())
+    assert not sole_manager({})
