@@ -288,14 +288,16 @@ class Controller:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _update_scope(self) -> None:
+    def _valid(self) -> list[EnvironmentIsolation]:
+        """The isolations whose spec parses (an invalid one fails closed: its policies stay
+        as they are)."""
+        return [
+            iso for rec in self.records() if not isinstance(iso := self.parse(rec), InvalidSpec)
+        ]
+
+    def _update_scope(self, valid: list[EnvironmentIsolation]) -> None:
         """Foreign policies are held only where an isolation's label names a segment."""
-        key = frozenset(
-            (iso.namespace_label, seg.name)
-            for rec in self.records()
-            if not isinstance(iso := self.parse(rec), InvalidSpec)
-            for seg in iso.segments
-        )
+        key = frozenset((iso.namespace_label, seg.name) for iso in valid for seg in iso.segments)
         if key == self._scope_key:
             return
         self._scope_key = key
@@ -329,7 +331,7 @@ class Controller:
 
     async def run(self) -> None:
         await self._bound.wait()
-        self._update_scope()
+        self._update_scope(self._valid())
         await self.load()
         watches = [asyncio.create_task(self._watch(r), name=f"watch-{r}") for r in WATCHED]
         watches.append(asyncio.create_task(self._post_events(), name="events"))
@@ -382,16 +384,9 @@ class Controller:
 
     async def _pass_inner(self, batch: set[str], full: bool) -> None:
         started = time.monotonic()
-        self._update_scope()
-        valid: list[EnvironmentIsolation] = []
-        known: set[str] = set()
-        for rec in self.records():
-            iso = self.parse(rec)
-            if isinstance(iso, InvalidSpec):
-                continue  # fail closed: its policies stay as they are
-            valid.append(iso)
-            if not (iso.deleting and iso.deletion_policy == "Orphan"):
-                known.add(iso.name)
+        valid = self._valid()
+        self._update_scope(valid)
+        known = {i.name for i in valid if not (i.deleting and i.deletion_policy == "Orphan")}
         await asyncio.gather(*(self._guarded(ns, valid, known) for ns in sorted(batch)))
         if full:
             self._synced = {iso.name: (iso.uid, iso.generation) for iso in valid}

@@ -121,9 +121,6 @@ class Kube:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers={"User-Agent": self.user_agent, "Accept": JSON},
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=CONNECT_TIMEOUT, sock_read=CALL_TIMEOUT
-                ),
             )
         return self._session
 

@@ -19,7 +19,7 @@ policies than the segments do; most of them need not be held at all.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from envisolation.exposure import SeenPolicy
@@ -142,21 +142,6 @@ class ClusterView:
                     del store[ns]
 
     # -- listings ----------------------------------------------------------------------------
-
-    def load(
-        self,
-        namespaces: Iterable[Mapping[str, Any]],
-        namespaces_rv: str,
-        policies: Iterable[Mapping[str, Any]],
-        policies_rv: str,
-    ) -> None:
-        """Replace the view with a LIST (see adopt)."""
-        fresh = ClusterView(self.scope)
-        for body in namespaces:
-            fresh.namespace_event("ADDED", body)
-        for body in policies:
-            fresh.policy_event("ADDED", body)
-        self.adopt(fresh, namespaces_rv, policies_rv)
 
     def adopt(self, fresh: ClusterView, namespaces_rv: str, policies_rv: str) -> None:
         """Take the view a LIST built, keeping what events brought meanwhile that is newer.

@@ -26,6 +26,18 @@ def pol(
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}  # fmt: skip
 
 
+def load(
+    v: ClusterView, namespaces: list[Any], namespaces_rv: str, policies: list[Any], policies_rv: str
+) -> None:
+    """What the controller does with the pages of a LIST: a fresh view, then adopt."""
+    fresh = ClusterView(v.scope)
+    for body in namespaces:
+        fresh.namespace_event("ADDED", body)
+    for body in policies:
+        fresh.policy_event("ADDED", body)
+    v.adopt(fresh, namespaces_rv, policies_rv)
+
+
 def test_events_keep_the_newest_state() -> None:
     v = ClusterView()
     v.namespace_event("ADDED", ns("a", 5, environment="dev"))
@@ -52,7 +64,8 @@ def test_a_listing_does_not_resurrect_what_events_deleted_or_override_newer_even
     v.policy_event("ADDED", pol("new", 15, MANAGED))
     v.namespace_event("MODIFIED", ns("a", 14, environment="prod"))
     # The LIST was served at revision 10: it still has "gone", lacks "new", has an older "a".
-    v.load(
+    load(
+        v,
         [ns("a", 9, environment="dev"), ns("b", 8)],
         "10",
         [pol("gone", 6, MANAGED), pol("kept", 7, MANAGED)],
@@ -65,8 +78,8 @@ def test_a_listing_does_not_resurrect_what_events_deleted_or_override_newer_even
 
 def test_a_listing_drops_what_a_missed_deleted_event_left_behind() -> None:
     v = ClusterView()
-    v.load([ns("a", 1)], "5", [pol("old", 2, MANAGED)], "5")
-    v.load([ns("a", 1)], "20", [], "20")  # "old" vanished while we were not watching
+    load(v, [ns("a", 1)], "5", [pol("old", 2, MANAGED)], "5")
+    load(v, [ns("a", 1)], "20", [], "20")  # "old" vanished while we were not watching
     assert "a" not in v.managed
     assert v.loaded
 
@@ -95,7 +108,7 @@ def in_dev(facts: Any) -> bool:
 
 def test_a_scope_keeps_foreign_policies_only_where_a_segment_label_is() -> None:
     v = ClusterView(in_dev)
-    v.load(
+    load(v,
         [ns("a", 1, environment="dev"), ns("b", 2)],
         "10",
         [pol("mine", 3, MANAGED, "b"), pol("theirs", 4, {}, "b", "kubectl"),
@@ -132,7 +145,7 @@ def test_policies_seen_before_their_namespace_wait_for_its_labels() -> None:
 
 def test_a_wider_scope_asks_for_the_namespaces_it_adds() -> None:
     v = ClusterView(in_dev)
-    v.load([ns("a", 1, environment="dev"), ns("b", 2, environment="prod")], "5", [], "5")
+    load(v, [ns("a", 1, environment="dev"), ns("b", 2, environment="prod")], "5", [], "5")
     v.set_scope(lambda f: dict(f.labels).get("environment") in ("dev", "prod"))
     assert v.unfetched == {"b"}
     v.set_scope(in_dev)
@@ -141,8 +154,8 @@ def test_a_wider_scope_asks_for_the_namespaces_it_adds() -> None:
 
 def test_a_listing_keeps_the_namespaces_that_came_into_scope_meanwhile_unfetched() -> None:
     v = ClusterView(in_dev)
-    v.load([ns("b", 1)], "5", [], "5")
+    load(v, [ns("b", 1)], "5", [], "5")
     v.namespace_event("MODIFIED", ns("b", 8, environment="dev"))  # during the next LIST
-    v.load([ns("b", 1)], "6", [pol("theirs", 2, {}, "b", "kubectl")], "6")
+    load(v, [ns("b", 1)], "6", [pol("theirs", 2, {}, "b", "kubectl")], "6")
     assert v.namespaces["b"].label_map["environment"] == "dev"
     assert v.unfetched == {"b"}
