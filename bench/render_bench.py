@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT / "operator"))
 
 import yaml  # noqa: E402
 
-from envisolation.model import EnvironmentIsolation, NamespaceFacts  # noqa: E402
-from envisolation.plan import live_after, plan_namespace  # noqa: E402
-from envisolation.render import RenderContext, decide  # noqa: E402
+from envisolation.policy.plan import live_after, plan_namespace  # noqa: E402
+from envisolation.policy.render import RenderContext, decide  # noqa: E402
+from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts  # noqa: E402
 
 
 def best_of(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]

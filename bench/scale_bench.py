@@ -52,8 +52,8 @@ sys.path.insert(0, str(ROOT / "operator"))
 
 from envisolation import __version__  # noqa: E402
 from envisolation.cli import render_all  # noqa: E402
-from envisolation.model import EnvironmentIsolation, NamespaceFacts  # noqa: E402
-from envisolation.render import RenderContext  # noqa: E402
+from envisolation.policy.render import RenderContext  # noqa: E402
+from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts  # noqa: E402
 
 SEGMENTS = ("dev", "test", "prod")
 CONCURRENCY = 16  # the operator's: Controller(concurrency=16) over a 16-thread client pool

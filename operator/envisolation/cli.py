@@ -13,10 +13,10 @@ from typing import Any
 import yaml
 
 from envisolation import __version__
-from envisolation import constants as c
-from envisolation.kinds import PolicyDict
-from envisolation.model import EnvironmentIsolation, InvalidSpec, NamespaceFacts
-from envisolation.render import RenderContext, decide
+from envisolation.policy.render import RenderContext, decide
+from envisolation.spec import constants as c
+from envisolation.spec.kinds import PolicyDict
+from envisolation.spec.model import EnvironmentIsolation, InvalidSpec, NamespaceFacts
 
 EXIT_USAGE = 2
 
@@ -121,7 +121,7 @@ def read_dir(root: str) -> list[Mapping[str, Any]]:
 
 
 def cmd_reachability(args: argparse.Namespace) -> int:
-    from envisolation import reachability as r
+    from envisolation.analysis import reachability as r
 
     try:
         cluster, notes = r.build(read_dir(args.dir))
@@ -148,12 +148,12 @@ def format_rows(rows: Sequence[tuple[str, str, str]], fmt: str) -> str:
 def cmd_verify(args: argparse.Namespace) -> int:
     import asyncio
 
-    from envisolation import verify
+    from envisolation.analysis import verify
 
     if args.from_dir:
         objects = read_dir(args.from_dir)
     else:
-        from envisolation.kube import ApiError, Kube
+        from envisolation.runtime.kube import ApiError, Kube
 
         async def fetch() -> list[Mapping[str, Any]]:
             kube = Kube()
@@ -187,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import kopf
 
-    from envisolation import handlers, logs
+    from envisolation.runtime import handlers, logs
 
     logs.configure(args.log_format, "DEBUG" if args.verbose else "INFO")
     if args.metrics_bind:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from envisolation.model import EnvironmentIsolation, NamespaceFacts
-from envisolation.plan import canonical
-from envisolation.render import RenderContext, decide
+from envisolation.policy.plan import canonical
+from envisolation.policy.render import RenderContext, decide
+from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
 from tests.api.conftest import Kubectl, Operator, eventually
 
 pytestmark = pytest.mark.api

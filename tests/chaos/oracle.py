@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from envisolation.model import EnvironmentIsolation, InvalidSpec, NamespaceFacts
-from envisolation.plan import canonical, owned
-from envisolation.render import RenderContext, decide
-from envisolation.verify import reports_from_objects
+from envisolation.analysis.verify import reports_from_objects
+from envisolation.policy.plan import canonical, owned
+from envisolation.policy.render import RenderContext, decide
+from envisolation.spec.model import EnvironmentIsolation, InvalidSpec, NamespaceFacts
 from tests.api.conftest import Kubectl
 from tests.chaos.conftest import Audit
 

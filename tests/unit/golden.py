@@ -14,9 +14,9 @@ from pathlib import Path
 import yaml
 
 from envisolation.cli import dump, render_all
-from envisolation.model import EnvironmentIsolation, NamespaceFacts
-from envisolation.plan import LivePolicy, plan_namespace
-from envisolation.render import RenderContext, decide
+from envisolation.policy.plan import LivePolicy, plan_namespace
+from envisolation.policy.render import RenderContext, decide
+from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
 
 ROOT = Path(__file__).resolve().parent.parent / "golden"
 

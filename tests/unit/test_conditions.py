@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from envisolation.conditions import Outcome, invalid_status, status_for
-from envisolation.model import EnvironmentIsolation, NamespaceFacts
-from envisolation.render import RenderContext, decide
+from envisolation.policy.conditions import Outcome, invalid_status, status_for
+from envisolation.policy.render import RenderContext, decide
+from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
 
 ISO = EnvironmentIsolation.from_body(
     {

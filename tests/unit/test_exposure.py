@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
+from envisolation.analysis.verify import reports_from_objects
 from envisolation.cli import render_all
-from envisolation.model import EnvironmentIsolation, NamespaceFacts
-from envisolation.render import RenderContext
-from envisolation.verify import reports_from_objects
+from envisolation.policy.render import RenderContext
+from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
 
 ROOT = Path(__file__).resolve().parents[2]
 CTX = RenderContext()

@@ -15,12 +15,12 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from envisolation.conditions import Outcome, status_for
-from envisolation.model import InvalidSpec, IsolationRecord, NamespaceFacts
-from envisolation.plan import LivePolicy, plan_namespace
-from envisolation.reachability import parse_policy
-from envisolation.render import RenderContext, decide
-from envisolation.verify import reports_from_objects
+from envisolation.analysis.reachability import parse_policy
+from envisolation.analysis.verify import reports_from_objects
+from envisolation.policy.conditions import Outcome, status_for
+from envisolation.policy.plan import LivePolicy, plan_namespace
+from envisolation.policy.render import RenderContext, decide
+from envisolation.spec.model import InvalidSpec, IsolationRecord, NamespaceFacts
 from tests.unit.test_properties import specs
 
 CTX = RenderContext()

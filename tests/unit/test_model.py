@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from envisolation.model import Enforcement, EnvironmentIsolation, InvalidSpec, NamespaceFacts
+from envisolation.spec.model import Enforcement, EnvironmentIsolation, InvalidSpec, NamespaceFacts
 
 
 def body(**spec: Any) -> dict[str, Any]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envisolation.model import EnvironmentIsolation, NamespaceFacts
-from envisolation.plan import (
+from envisolation.policy.plan import (
     LivePolicy,
     Verb,
     canonical,
@@ -15,7 +14,8 @@ from envisolation.plan import (
     plan_namespace,
     sole_manager,
 )
-from envisolation.render import RenderContext, decide
+from envisolation.policy.render import RenderContext, decide
+from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
 
 CTX = RenderContext()
 

@@ -7,11 +7,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envisolation import constants as c
-from envisolation.model import EnvironmentIsolation, NamespaceFacts
-from envisolation.plan import live_after, plan_namespace
-from envisolation.render import RenderContext, decide
-from envisolation.selectors import LabelSelector, Requirement
+from envisolation.policy.plan import live_after, plan_namespace
+from envisolation.policy.render import RenderContext, decide
+from envisolation.spec import constants as c
+from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
+from envisolation.spec.selectors import LabelSelector, Requirement
 
 SEGMENTS = ["dev", "test", "prod", "qa"]
 CTX = RenderContext()

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from envisolation.conns import ALL, NONE, Conns
-from envisolation.reachability import build, connlist
+from envisolation.analysis.conns import ALL, NONE, Conns
+from envisolation.analysis.reachability import build, connlist
 
 ROOT = Path(__file__).resolve().parents[2]
 

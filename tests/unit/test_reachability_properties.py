@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envisolation.reachability import build, connlist
+from envisolation.analysis.reachability import build, connlist
 
 NAMESPACES = ["a", "b", "c"]
 APPS = ["web", "api", "db"]

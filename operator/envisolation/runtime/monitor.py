@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from envisolation.conditions import Outcome
-from envisolation.exposure import Exposure, Member, SeenPolicy, find
-from envisolation.kinds import PolicySpecDict
-from envisolation.metrics import EXPOSURES
-from envisolation.model import NamespaceFacts
-from envisolation.plan import LivePolicy
-from envisolation.reachability import Policy, parse_policy
-from envisolation.verify import OWNED
+from envisolation.analysis.exposure import Exposure, Member, SeenPolicy, find
+from envisolation.analysis.reachability import Policy, parse_policy
+from envisolation.analysis.verify import OWNED
+from envisolation.policy.conditions import Outcome
+from envisolation.policy.plan import LivePolicy
+from envisolation.runtime.metrics import EXPOSURES
+from envisolation.spec.kinds import PolicySpecDict
+from envisolation.spec.model import NamespaceFacts
 
 
 class ExposureMonitor:

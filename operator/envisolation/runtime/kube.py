@@ -27,9 +27,9 @@ import urllib3
 from kubernetes import client, config
 
 from envisolation import __version__
-from envisolation import constants as c
-from envisolation.kinds import PolicyDict, StatusDict
-from envisolation.metrics import API_ERRORS, API_WRITES
+from envisolation.runtime.metrics import API_ERRORS, API_WRITES
+from envisolation.spec import constants as c
+from envisolation.spec.kinds import PolicyDict, StatusDict
 
 APPLY = "application/apply-patch+yaml"
 JSON = "application/json"

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
-from envisolation import constants as c
-from envisolation.kinds import PolicyDict, PolicySpecDict
-from envisolation.render import Decision
+from envisolation.policy.render import Decision
+from envisolation.spec import constants as c
+from envisolation.spec.kinds import PolicyDict, PolicySpecDict
 
 
 def owned(meta: Mapping[str, Any], strict: bool = True) -> bool:

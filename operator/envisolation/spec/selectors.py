@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from envisolation.kinds import RequirementDict, SelectorDict
+from envisolation.spec.kinds import RequirementDict, SelectorDict
 
 
 @dataclass(frozen=True)

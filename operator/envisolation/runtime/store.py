@@ -22,9 +22,9 @@ import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from envisolation.exposure import SeenPolicy
-from envisolation.model import InvalidSpec, NamespaceFacts
-from envisolation.plan import LivePolicy, impersonates, owned
+from envisolation.analysis.exposure import SeenPolicy
+from envisolation.policy.plan import LivePolicy, impersonates, owned
+from envisolation.spec.model import InvalidSpec, NamespaceFacts
 
 
 def _rv(meta: Mapping[str, Any]) -> int:

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from envisolation import constants as c
-from envisolation.kinds import (
+from envisolation.spec import constants as c
+from envisolation.spec.kinds import (
     EgressRuleDict,
     IngressRuleDict,
     IPBlockWithExcept,
@@ -21,7 +21,7 @@ from envisolation.kinds import (
     PortDict,
     SelectorDict,
 )
-from envisolation.model import (
+from envisolation.spec.model import (
     AllowRule,
     Enforcement,
     EnvironmentIsolation,
@@ -31,7 +31,7 @@ from envisolation.model import (
     Segment,
     TrafficRule,
 )
-from envisolation.selectors import LabelSelector, Requirement
+from envisolation.spec.selectors import LabelSelector, Requirement
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from envisolation.conns import ALL, NONE, Conns
-from envisolation.model import InvalidSpec, parse_selector
-from envisolation.selectors import LabelSelector
+from envisolation.analysis.conns import ALL, NONE, Conns
+from envisolation.spec.model import InvalidSpec, parse_selector
+from envisolation.spec.selectors import LabelSelector
 
 IPV4_MAX = 2**32 - 1
 WORKLOAD_KINDS = (

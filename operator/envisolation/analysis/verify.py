@@ -7,11 +7,11 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
-from envisolation.exposure import Exposure, Member, find
-from envisolation.model import EnvironmentIsolation, NamespaceFacts
-from envisolation.plan import owned
-from envisolation.reachability import Policy, parse_policy
-from envisolation.render import NamespaceState, RenderContext, decide
+from envisolation.analysis.exposure import Exposure, Member, find
+from envisolation.analysis.reachability import Policy, parse_policy
+from envisolation.policy.plan import owned
+from envisolation.policy.render import NamespaceState, RenderContext, decide
+from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
 
 OWNED = (NamespaceState.ISOLATED, NamespaceState.AUDIT, NamespaceState.OFF, NamespaceState.CONFLICT)
 

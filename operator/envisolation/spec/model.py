@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from envisolation import constants as c
-from envisolation.selectors import LabelSelector, Requirement
+from envisolation.spec import constants as c
+from envisolation.spec.selectors import LabelSelector, Requirement
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from envisolation import constants as c
-from envisolation.exposure import Exposure
-from envisolation.kinds import ConditionDict, ConflictDict, SegmentStatusDict, StatusDict
-from envisolation.model import Enforcement, EnvironmentIsolation
-from envisolation.render import Decision, NamespaceState
+from envisolation.analysis.exposure import Exposure
+from envisolation.policy.render import Decision, NamespaceState
+from envisolation.spec import constants as c
+from envisolation.spec.kinds import ConditionDict, ConflictDict, SegmentStatusDict, StatusDict
+from envisolation.spec.model import Enforcement, EnvironmentIsolation
 
 
 @dataclass(frozen=True)

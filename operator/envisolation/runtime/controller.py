@@ -23,20 +23,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from envisolation import constants as c
-from envisolation.conditions import Outcome, invalid_status, status_for
-from envisolation.kinds import PolicyDict, StatusDict
-from envisolation.kube import WATCHED, ApiError, Gone, ObjectRef
-from envisolation.metrics import (
-    EVENTS_DROPPED,
-    NAMESPACES,
-    POLICIES_REPAIRED,
-    POLICIES_WRITTEN,
-    RECONCILE_SECONDS,
-)
-from envisolation.model import EnvironmentIsolation, InvalidSpec, IsolationRecord, NamespaceFacts
-from envisolation.monitor import ExposureMonitor
-from envisolation.plan import (
+from envisolation.policy.conditions import Outcome, invalid_status, status_for
+from envisolation.policy.plan import (
     Action,
     LivePolicy,
     NamespacePlan,
@@ -46,8 +34,25 @@ from envisolation.plan import (
     sole_manager,
     up_to_date,
 )
-from envisolation.render import Decision, NamespaceState, RenderContext, decide
-from envisolation.store import ClusterView
+from envisolation.policy.render import Decision, NamespaceState, RenderContext, decide
+from envisolation.runtime.kube import WATCHED, ApiError, Gone, ObjectRef
+from envisolation.runtime.metrics import (
+    EVENTS_DROPPED,
+    NAMESPACES,
+    POLICIES_REPAIRED,
+    POLICIES_WRITTEN,
+    RECONCILE_SECONDS,
+)
+from envisolation.runtime.monitor import ExposureMonitor
+from envisolation.runtime.store import ClusterView
+from envisolation.spec import constants as c
+from envisolation.spec.kinds import PolicyDict, StatusDict
+from envisolation.spec.model import (
+    EnvironmentIsolation,
+    InvalidSpec,
+    IsolationRecord,
+    NamespaceFacts,
+)
 
 log = structlog.get_logger("envisolation.controller")
 EXPOSURE_INTERVAL_SECONDS = 2.0  # exposure analysis runs at most this often

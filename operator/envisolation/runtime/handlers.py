@@ -14,11 +14,11 @@ from typing import Any
 import kopf
 import structlog
 
-from envisolation import constants as c
-from envisolation.controller import Controller
-from envisolation.kube import Kube, ObjectRef
-from envisolation.model import InvalidSpec, IsolationRecord
-from envisolation.render import RenderContext
+from envisolation.policy.render import RenderContext
+from envisolation.runtime.controller import Controller
+from envisolation.runtime.kube import Kube, ObjectRef
+from envisolation.spec import constants as c
+from envisolation.spec.model import InvalidSpec, IsolationRecord
 
 log = structlog.get_logger("envisolation.handlers")
 
