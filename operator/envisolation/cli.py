@@ -153,7 +153,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.from_dir:
         objects = read_dir(args.from_dir)
     else:
-        from envisolation.runtime.kube import ApiError, Kube
+        from envisolation.runtime.api import ApiError
+        from envisolation.runtime.client import Kube
 
         async def fetch() -> list[Mapping[str, Any]]:
             kube = Kube()

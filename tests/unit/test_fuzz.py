@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from envisolation.analysis.reachability import parse_policy
+from envisolation.analysis.netpol import parse_policy
 from envisolation.analysis.verify import reports_from_objects
 from envisolation.policy.conditions import Outcome, status_for
 from envisolation.policy.plan import LivePolicy, plan_namespace

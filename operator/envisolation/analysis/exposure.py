@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from envisolation.analysis.conns import ALL, NONE, Conns
-from envisolation.analysis.reachability import Peer, Policy, PortRule, Rule, parse_policy
+from envisolation.analysis.netpol import Peer, Policy, PortRule, Rule, parse_policy
 from envisolation.spec.selectors import LabelSelector
 
 WIDE_PREFIX = 16  # an IPv4 ipBlock of /16 or wider may cover pod addresses

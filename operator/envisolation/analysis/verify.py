@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envisolation.analysis.exposure import Exposure, Member, find
-from envisolation.analysis.reachability import Policy, parse_policy
+from envisolation.analysis.netpol import Policy, parse_policy
 from envisolation.policy.plan import owned
 from envisolation.policy.render import NamespaceState, RenderContext, decide
 from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts

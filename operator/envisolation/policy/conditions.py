@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
-from envisolation.analysis.exposure import Exposure
 from envisolation.policy.render import Decision, NamespaceState
 from envisolation.spec import constants as c
 from envisolation.spec.kinds import ConditionDict, ConflictDict, SegmentStatusDict, StatusDict
 from envisolation.spec.model import Enforcement, EnvironmentIsolation
+
+
+class Exposure(Protocol):
+    """An undeclared cross-segment path, as analysis.exposure reports it (str() says it
+    for a person); the policy layer only shows it, so it needs no more than this."""
+
+    def as_status(self) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)

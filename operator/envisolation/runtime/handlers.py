@@ -2,7 +2,7 @@
 
 It gets an index (complete before any handler runs), Kopf's change-detecting handlers
 and a finalizer (only with deletionPolicy Delete). Namespaces and NetworkPolicies, the
-many objects, are listed and watched by the controller itself (see store.py for why);
+many objects, are listed and watched by the controller itself (see view.py for why);
 nothing here writes to them.
 """
 
@@ -15,8 +15,10 @@ import kopf
 import structlog
 
 from envisolation.policy.render import RenderContext
+from envisolation.runtime.api import ObjectRef
+from envisolation.runtime.client import Kube, load_config
 from envisolation.runtime.controller import Controller
-from envisolation.runtime.kube import Kube, ObjectRef
+from envisolation.runtime.watch import WatchClient
 from envisolation.spec import constants as c
 from envisolation.spec.model import InvalidSpec, IsolationRecord
 
@@ -42,13 +44,15 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.networking.request_timeout = 60
     settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
     settings.execution.max_workers = 4
-    kube = Kube()
+    cfg = load_config()
+    kube = Kube(cfg)
+    memo.watcher = WatchClient(cfg)
     ctx = RenderContext(
         operator_namespace=str(memo.get("operator_namespace", c.DEFAULT_OPERATOR_NAMESPACE))
     )
     resync = float(memo.get("resync_seconds", c.DEFAULT_RESYNC_SECONDS))
     memo.kube = kube
-    memo.controller = Controller(kube, ctx, resync_seconds=resync)
+    memo.controller = Controller(kube, memo.watcher, ctx, resync_seconds=resync)
     memo.task = asyncio.create_task(memo.controller.run(), name="envisolation-controller")
 
 
@@ -60,6 +64,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await asyncio.gather(task, return_exceptions=True)
     if memo.get("kube") is not None:
         await memo.kube.aclose()
+    if memo.get("watcher") is not None:
+        memo.watcher.close()
 
 
 @kopf.on.probe(id="controller")

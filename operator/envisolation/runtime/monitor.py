@@ -1,29 +1,98 @@
 """Exposure monitoring over the controller's in-memory view (no API call, no Kopf).
 
-The controller hands it the namespaces' outcomes and the indexes; it answers which
-undeclared cross-segment paths exist per isolation, which of them are new since the last
-look (for one Event each), and keeps the exposure metric.
+Policies the operator did not write can reopen a path between segments. After a pass
+or a change to such a policy, at most every EXPOSURE_INTERVAL_SECONDS and only once
+every managed namespace's policies are known, the monitor finds the undeclared
+cross-segment paths per isolation, posts one Event per new one, keeps the exposure
+metric, and warns once about each policy that carries our label without being ours.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+import structlog
+
 from envisolation.analysis.exposure import Exposure, Member, SeenPolicy, find
-from envisolation.analysis.reachability import Policy, parse_policy
+from envisolation.analysis.netpol import Policy, parse_policy
 from envisolation.analysis.verify import OWNED
 from envisolation.policy.conditions import Outcome
 from envisolation.policy.plan import LivePolicy
+from envisolation.runtime.api import ObjectRef
+from envisolation.runtime.events import EventQueue
 from envisolation.runtime.metrics import EXPOSURES
+from envisolation.runtime.view import ClusterView
+from envisolation.spec import constants as c
 from envisolation.spec.kinds import PolicySpecDict
 from envisolation.spec.model import NamespaceFacts
 
+log = structlog.get_logger("envisolation.monitor")
+EXPOSURE_INTERVAL_SECONDS = 2.0  # exposure analysis runs at most this often
+
 
 class ExposureMonitor:
-    def __init__(self) -> None:
+    def __init__(self, events: EventQueue) -> None:
         self.exposures: dict[str, list[Exposure]] = {}
         self._parsed: dict[int, tuple[PolicySpecDict, Policy]] = {}
+        self._events = events
+        self.due = True
+        self._last = 0.0
+        self._impersonators: dict[tuple[str, str], str] = {}  # reported already
+
+    def next_at(self) -> list[float]:
+        """When the loop must come back to analyse (empty: nothing due)."""
+        return [self._last + EXPOSURE_INTERVAL_SECONDS] if self.due else []
+
+    def maybe_analyse(
+        self, outcomes: Mapping[str, Outcome], view: ClusterView, isolations: Iterable[str]
+    ) -> bool:
+        """Analyse if due; returns whether the exposures changed (the status must follow)."""
+        if not self.due or view.unfetched:
+            return False  # not before every managed namespace's policies are known
+        if time.monotonic() - self._last < EXPOSURE_INTERVAL_SECONDS:
+            return False
+        self.due = False
+        self._last = time.monotonic()
+        found = self.analyse(outcomes, view.namespaces, view.managed, view.foreign)
+        changed, new = self.update(found, isolations)
+        self._report_impersonators(outcomes, view.impersonating)
+        for iso, e in new:
+            where = e.destination if e.destination_segment else e.source
+            log.warning("cross-segment exposure", isolation=iso, namespace=where, exposure=str(e))
+            self._events.emit(
+                ObjectRef("Namespace", where),
+                "CrossSegmentExposure",
+                f"{e} (EnvironmentIsolation {iso} does not declare this path)",
+                warning=True,
+            )
+        return changed
+
+    def _report_impersonators(
+        self, outcomes: Mapping[str, Outcome], impersonating: Mapping[tuple[str, str], str]
+    ) -> None:
+        """One Warning per policy that carries our label without being ours (never adopted)."""
+        # Only where it matters: in namespaces an EnvironmentIsolation manages.
+        current = {
+            key: uid
+            for key, uid in impersonating.items()
+            if (o := outcomes.get(key[0])) is not None and o.decision.owner is not None
+        }
+        for (ns, name), uid in sorted(current.items()):
+            if self._impersonators.get((ns, name)) == uid:
+                continue
+            log.warning("policy carries the operator's label but is not its own",
+                        namespace=ns, policy=name)  # fmt: skip
+            self._events.emit(
+                ObjectRef("Namespace", ns),
+                "ImpersonatedPolicy",
+                f"NetworkPolicy {ns}/{name} carries the label {c.LABEL_MANAGED_BY}="
+                f"{c.MANAGED_BY} but was not written by envisolation; it is analysed like any "
+                "other policy and never adopted",
+                warning=True,
+            )
+        self._impersonators = current
 
     def _as_policy(self, p: LivePolicy) -> Policy:
         """Parsed for analysis; equal specs are one shared object, so parse each once."""

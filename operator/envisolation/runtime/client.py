@@ -1,32 +1,27 @@
-"""The only module that talks to the Kubernetes API (Kopf's own watch of the CR aside).
+"""The API client for writes, LISTs, status and Events: one aiohttp session on the loop.
 
-Writes and LISTs go through one aiohttp session on the event loop (aiohttp comes with
-Kopf): the official client in a thread pool cost twice the CPU per write (its request
-validation, urllib3, and threads contending for the GIL with the event loop), CPU that a
-rollout takes from the API server on a small node. Watches keep the official client,
-each in a thread of its own, so parsing a burst of events never stalls the loop.
-LISTs are read a page at a time, so a cluster-wide listing is never held whole.
+aiohttp comes with Kopf. The official client in a thread pool cost twice the CPU per
+write (its request validation, urllib3, and threads contending for the GIL with the
+event loop), CPU that a rollout takes from the API server on a small node. Watches are
+the other client (watch.py). LISTs are read a page at a time, so a cluster-wide listing
+is never held whole.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import json
 import secrets
 import ssl
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import urllib3
 from kubernetes import client, config
 
 from envisolation import __version__
+from envisolation.runtime.api import ApiError, Gone, ObjectRef
 from envisolation.runtime.metrics import API_ERRORS, API_WRITES
 from envisolation.spec import constants as c
 from envisolation.spec.kinds import PolicyDict, StatusDict
@@ -39,37 +34,9 @@ CALL_TIMEOUT = 30.0  # seconds to read the answer to a write: a frozen server fr
 LIST_TIMEOUT = 120.0  # seconds to read one page of a LIST (large objects, a busy server)
 LIST_PAGE = 500  # objects per LIST page: bounds the memory a listing takes at once
 CONNECTIONS = 16  # concurrent API calls; the controller runs 16 namespaces at a time
+USER_AGENT = f"envisolation/{__version__}"  # named as what it is in audit logs and metrics
 NETWORKING = "/apis/networking.k8s.io/v1"
 PATHS = {"namespaces": "/api/v1/namespaces", "networkpolicies": f"{NETWORKING}/networkpolicies"}
-
-
-class ApiError(Exception):
-    """An API call failed; `transient` says whether a retry can fix it."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}" if status else message)
-        self.status = status
-        self.transient = status == 0 or status in (409, 429) or status >= 500 or status == 403
-
-
-class Gone(ApiError):
-    """410 Gone: the watch's resourceVersion was compacted away; only a relist helps."""
-
-
-WATCHED = ("namespaces", "networkpolicies")
-WATCH_SECONDS = 60  # the server ends each watch after this; we re-watch from the last rv
-WATCH_READ_TIMEOUT = 75.0  # silence this long (a frozen server) ends the watch from our side
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    """What an Event is about."""
-
-    kind: str
-    name: str
-    uid: str = ""
-    api_version: str = "v1"
-    namespace: str = ""
 
 
 def load_config() -> client.Configuration:
@@ -95,25 +62,19 @@ def _ssl_context(cfg: client.Configuration) -> ssl.SSLContext | bool:
 
 
 class Kube:
+    """Writes, LISTs, status and Events (the lister, writer and reporter sides of api.py)."""
+
     def __init__(self, cfg: client.Configuration | None = None) -> None:
         cfg = cfg or load_config()
         self._cfg = cfg
         self._base = str(cfg.host).rstrip("/")
         self._ssl = _ssl_context(cfg)
-        # Named in the API server's audit log and metrics as what it is.
-        self.user_agent = f"envisolation/{__version__}"
+        self.user_agent = USER_AGENT
         self._session: aiohttp.ClientSession | None = None
-        # Watches hold their connection for a minute, in threads of their own, with the
-        # official client (its own pool, so they never hold up a write).
-        self._watch_api = client.ApiClient(cfg)
-        self._watch_api.user_agent = self.user_agent
-        self._watch_core = client.CoreV1Api(self._watch_api)
-        self._watch_net = client.NetworkingV1Api(self._watch_api)
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
-        self._watch_api.close()  # type: ignore[no-untyped-call]
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -279,94 +240,6 @@ class Kube:
                 raise
         API_WRITES.labels("status").inc()
 
-    async def watch(
-        self,
-        resource: str,
-        resource_version: str,
-        deliver: Callable[[str, Mapping[str, Any]], None],
-    ) -> None:
-        """One watch request from `resource_version`, until the server ends it.
-
-        Events are parsed in a thread of the watch's own and handed to `deliver` on the
-        event loop, in order. Raises Gone for 410 and ApiError when the stream breaks.
-        """
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        stop = threading.Event()
-
-        def finish(error: BaseException | None) -> None:
-            if done.done():
-                return
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
-
-        def pump() -> None:
-            error: BaseException | None = None
-            try:
-                for kind, obj in self._stream(resource, resource_version):
-                    if stop.is_set():
-                        return
-                    loop.call_soon_threadsafe(deliver, kind, obj)
-            except Exception as e:  # handed to the loop, raised there
-                error = e
-            with contextlib.suppress(RuntimeError):  # the loop is closed: we are exiting
-                loop.call_soon_threadsafe(finish, error)
-
-        # A daemon thread, not the pool: a blocked read must never hold up exit or writes.
-        threading.Thread(target=pump, name=f"watch-{resource}", daemon=True).start()
-        try:
-            await done
-        finally:
-            stop.set()
-
-    def _stream(self, resource: str, resource_version: str) -> Iterator[tuple[str, Any]]:
-        fn: Callable[..., Any] = (
-            self._watch_core.list_namespace
-            if resource == "namespaces"
-            else self._watch_net.list_network_policy_for_all_namespaces
-        )
-        try:
-            resp = fn(
-                watch=True,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=WATCH_SECONDS,
-                _preload_content=False,
-                _request_timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT),
-            )
-        except client.ApiException as e:
-            API_ERRORS.labels("watch", str(e.status)).inc()
-            if e.status == 410:
-                raise Gone(410, _reason(e)) from e
-            raise ApiError(int(e.status or 0), _reason(e)) from e
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            API_ERRORS.labels("watch", "connection").inc()
-            raise ApiError(0, f"connection failed: {e}") from e
-        try:
-            rest = b""
-            for chunk in resp.stream(65536, decode_content=True):
-                rest += chunk
-                *lines, rest = rest.split(b"\n")
-                for line in lines:
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    kind, obj = str(event.get("type")), event.get("object") or {}
-                    if kind == "ERROR":
-                        code = int(obj.get("code") or 0)
-                        API_ERRORS.labels("watch", str(code)).inc()
-                        if code == 410:
-                            raise Gone(410, str(obj.get("message", "too old resource version")))
-                        raise ApiError(code, str(obj.get("message", "watch error")))
-                    yield kind, obj
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            API_ERRORS.labels("watch", "connection").inc()
-            raise ApiError(0, f"watch broke: {e}") from e
-        finally:
-            resp.release_conn()
-
     async def list_for_verify(self) -> list[Mapping[str, Any]]:
         """EnvironmentIsolations, Namespaces and NetworkPolicies, as plain objects."""
         out: list[Mapping[str, Any]] = []
@@ -421,10 +294,3 @@ def _message(text: bytes, reason: str) -> str:
         return str(json.loads(text or b"{}").get("message") or reason)
     except (TypeError, ValueError, AttributeError):
         return reason
-
-
-def _reason(e: client.ApiException) -> str:
-    try:
-        return str(json.loads(e.body or "{}").get("message") or e.reason)
-    except (TypeError, ValueError):
-        return str(e.reason)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envisolation.runtime.store import ClusterView
+from envisolation.runtime.view import ClusterView
 
 MANAGED = {"app.kubernetes.io/managed-by": "envisolation", "envisolation.io/isolation": "env"}
 
