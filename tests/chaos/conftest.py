@@ -4,7 +4,7 @@ The cluster here differs from the API tier's in three ways, each needed by a sce
   --watch-cache=false            watches read etcd directly, so a compaction yields 410 Gone
   --etcd-compaction-interval=0   only the tests compact (scenario 3), never the server
   an audit log (writes only)     who wrote what: API writes are counted from it per user agent
-The operator names itself `envisolation/<version>` (kube.py) and Kopf `kopf/<version>`; both
+The operator names itself `envisolation/<version>` (runtime/client.py) and Kopf `kopf/<version>`; both
 count as the operator. Every scenario ends with the oracle (oracle.py) holding.
 """
 

@@ -59,7 +59,7 @@ RULE = {"name": "r", "ingress": [{"from": [{"podSelector": {}}]}]}
             "spec.namespaceLabel: 'bad key!' is not a valid label key",
         ),
         ({"allow": [RULE, RULE]}, "spec.allow[1].name: duplicate rule name 'r'"),
-        ({"allow": [{"name": "r"}]}, "spec.allow[0]: a rule needs ingress or egress"),
+        ({"allow": [{"name": "r"}]}, "spec.allow[0]: rule 'r' needs ingress or egress"),
         ({"allow": [{"name": "x" * 45, "ingress": []}]}, "at most 44 characters"),
         (
             {"allow": [{**RULE, "segments": ["qa"]}]},
@@ -71,7 +71,7 @@ RULE = {"name": "r", "ingress": [{"from": [{"podSelector": {}}]}]}
         ),
         (
             {"allow": [{"name": "r", "egress": [{"to": [{}]}]}]},
-            "spec.allow[0].egress[0].to[0]: a peer needs podSelector, namespaceSelector, ipBlock or segment",
+            "spec.allow[0].egress[0].to[0]: an empty peer: it needs one of podSelector, namespaceSelector, ipBlock or segment",
         ),
         (
             {
@@ -79,7 +79,7 @@ RULE = {"name": "r", "ingress": [{"from": [{"podSelector": {}}]}]}
                     {"name": "r", "egress": [{"to": [{"segment": "dev", "namespaceSelector": {}}]}]}
                 ]
             },
-            "spec.allow[0].egress[0].to[0]: segment and namespaceSelector cannot both be set",
+            "spec.allow[0].egress[0].to[0]: segment 'dev' and namespaceSelector cannot both be set",
         ),
         (
             {
@@ -92,7 +92,7 @@ RULE = {"name": "r", "ingress": [{"from": [{"podSelector": {}}]}]}
                     }
                 ]
             },
-            "spec.allow[0].egress[0].to[0]: ipBlock cannot be combined with podSelector",
+            "spec.allow[0].egress[0].to[0]: ipBlock '10.0.0.0/8' cannot be combined with podSelector",
         ),
         (
             {"allow": [{"name": "r", "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}]},

@@ -58,12 +58,17 @@ def _peer(v: object, path: str, segments: Sequence[str]) -> Peer:
     kinds = [k for k in ("podSelector", "namespaceSelector", "ipBlock", "segment") if k in m]
     if not kinds:
         raise InvalidSpec(
-            f"{path}: a peer needs podSelector, namespaceSelector, ipBlock or segment"
+            f"{path}: an empty peer: it needs one of podSelector, namespaceSelector, ipBlock "
+            "or segment"
         )
     if "ipBlock" in m and len(kinds) > 1:
-        raise InvalidSpec(f"{path}: ipBlock cannot be combined with {kinds[0]}")
+        cidr_ = (m["ipBlock"] or {}).get("cidr") if isinstance(m["ipBlock"], Mapping) else None
+        raise InvalidSpec(f"{path}: ipBlock {cidr_!r} cannot be combined with {kinds[0]}")
     if "segment" in m and "namespaceSelector" in m:
-        raise InvalidSpec(f"{path}: segment and namespaceSelector cannot both be set")
+        raise InvalidSpec(
+            f"{path}: segment {m['segment']!r} and namespaceSelector cannot both be set: the "
+            "segment already selects its namespaces"
+        )
     ip = None
     if "ipBlock" in m:
         b = obj(m["ipBlock"], f"{path}.ipBlock")
@@ -174,7 +179,7 @@ def _parse_spec(
             _rules(m["egress"], f"{p}.egress", "to", names) if m.get("egress") is not None else None
         )
         if ingress is None and egress is None:
-            raise InvalidSpec(f"{p}: a rule needs ingress or egress")
+            raise InvalidSpec(f"{p}: rule {rule_name!r} needs ingress or egress")
         sel = parse_selector(m.get("podSelector") or {}, f"{p}.podSelector")
         rules.append(AllowRule(rule_name, targets, sel, ingress, egress))
     _unique([r.name for r in rules], "spec.allow", "rule")

@@ -114,19 +114,14 @@ def port(desc: str) -> Schema:
                 "!has(self.endPort) || (has(self.port) && type(self.port) == int && "
                 "self.endPort >= self.port)",
                 "endPort needs a numeric port and must be greater than or equal to port",
-                messageExpression="!has(self.port) ? 'endPort ' + string(self.endPort) + "
-                "' needs a numeric port' : type(self.port) != int ? 'endPort ' + "
-                "string(self.endPort) + ' needs a numeric port, not the port name ' + "
-                + quoted("string(self.port)")
-                + " : 'endPort ' + string(self.endPort) + ' is less than port ' + "
-                "string(self.port)",
+                messageExpression="!has(self.port) || type(self.port) != int ? 'endPort needs "
+                "a numeric port, not a port name or none' : 'endPort is less than port'",
                 fieldPath=".endPort",
             ),
             rule(
                 "!has(self.port) || type(self.port) != int || "
                 "(self.port >= 1 && self.port <= 65535)",
                 "a numeric port must be 1-65535",
-                messageExpression="'port ' + string(self.port) + ' is outside 1-65535'",
                 fieldPath=".port",
             ),
         ],
@@ -181,11 +176,7 @@ def peer(direction: str) -> Schema:
                         "!has(self.except) || !isCIDR(self.cidr) || self.except.all(e, "
                         "isCIDR(e) && cidr(self.cidr).containsCIDR(e))",
                         "every except entry must be a valid CIDR inside cidr",
-                        messageExpression="self.except.filter(e, !isCIDR(e) || "
-                        "!cidr(self.cidr).containsCIDR(e)).map(e, 'except[' + "
-                        "string(self.except.indexOf(e)) + '] ' + " + quoted("e") + " + "
-                        "(isCIDR(e) ? ' is not inside ' : ' is not a valid CIDR; cidr is ') + "
-                        "self.cidr)[0]",
+                        messageExpression=except_message(),
                         fieldPath=".except",
                     ),
                 ],
@@ -204,9 +195,8 @@ def peer(direction: str) -> Schema:
                 "|| has(self.segment))",
                 "ipBlock cannot be combined with podSelector, namespaceSelector or segment",
                 messageExpression="'ipBlock ' + " + quoted("self.ipBlock.cidr") + " + "
-                "' cannot be combined with ' + [has(self.podSelector) ? ['podSelector'] : [], "
-                "has(self.namespaceSelector) ? ['namespaceSelector'] : [], has(self.segment) ? "
-                "['segment'] : []].filter(l, size(l) > 0).map(l, l[0]).join(', ')",
+                "' cannot be combined with ' + (has(self.podSelector) ? 'podSelector' : "
+                "has(self.namespaceSelector) ? 'namespaceSelector' : 'segment')",
             ),
             rule(
                 "!(has(self.segment) && has(self.namespaceSelector))",
@@ -254,16 +244,63 @@ def peers_name_segments(direction: str, key: str) -> str:
     )
 
 
-UNDECLARED = "!self.segments.exists(g, g.name == s)"
-DECLARED = "'; spec.segments declares ' + self.segments.map(g, g.name).join(', ')"
+# Messages that name the offending value and its index. CEL's cost estimator treats the
+# result of filter(), max(), join() and string(int) as unbounded (such a messageExpression
+# is refused), while map(), indexOf() and indexing keep the bounds: so the first offender
+# is found with map(...).indexOf(true), and an index is printed by looking it up in a
+# literal list of its digits.
+MAX_RULES = 32
+INDEX = "[" + ", ".join(f"'{i}'" for i in range(MAX_RULES)) + "]"
 
 
-def undeclared_peers(direction: str, key: str) -> str:
-    """CEL: per rule of `direction`, the segment names its peers give that are undeclared."""
+def except_message() -> str:
+    k = first("self.except", "e", "!isCIDR(e) || !cidr(self.cidr).containsCIDR(e)")
     return (
-        f"(has(r.{direction}) ? r.{direction}.filter(t, has(t.{key})).map(t, t.{key}.filter(p, "
-        "has(p.segment) && !self.segments.exists(g, g.name == p.segment)).map(p, p.segment)) "
-        ": [])"
+        f"'except[' + {INDEX}[{k}] + '] ' + "
+        + quoted(f"self.except[{k}]")
+        + " + ' is not a valid CIDR inside ' + self.cidr"
+    )
+
+
+def declared(value: str) -> str:
+    """CEL: `value` names a segment of spec.segments."""
+    return f"self.segments.exists(g, g.name == {value})"
+
+
+def first(items: str, var: str, cond: str) -> str:
+    """CEL: the index of the first element of `items` for which `cond` (over `var`) holds."""
+    return f"{items}.map({var}, {cond}).indexOf(true)"
+
+
+def bad_peer(direction: str, key: str, r: str) -> str:
+    """CEL: rule `r` has a `direction` peer naming an undeclared segment."""
+    return (
+        f"has({r}.{direction}) && {r}.{direction}.exists(t, has(t.{key}) && t.{key}.exists(p, "
+        f"has(p.segment) && !{declared('p.segment')}))"
+    )
+
+
+def undeclared_segment_message() -> str:
+    i = first("self.allow", "r", f"has(r.segments) && r.segments.exists(s, !{declared('s')})")
+    j = first(f"self.allow[{i}].segments", "s", f"!{declared('s')}")
+    return (
+        f"'spec.allow[' + {INDEX}[{i}] + '].segments[' + {INDEX}[{j}] + ']: segment ' + "
+        + quoted(f"self.allow[{i}].segments[{j}]")
+        + " + ' is not declared in spec.segments'"
+    )
+
+
+def undeclared_peer_message(direction: str, key: str) -> str:
+    i = first("self.allow", "r", bad_peer(direction, key, "r"))
+    cond = f"has(t.{key}) && t.{key}.exists(p, has(p.segment) && !{declared('p.segment')})"
+    j = first(f"self.allow[{i}].{direction}", "t", cond)
+    peers = f"self.allow[{i}].{direction}[{j}].{key}"
+    k = first(peers, "p", f"has(p.segment) && !{declared('p.segment')}")
+    return (
+        f"'spec.allow[' + {INDEX}[{i}] + '].{direction}[' + {INDEX}[{j}] + '].{key}[' + "
+        f"{INDEX}[{k}] + '].segment: segment ' + "
+        + quoted(f"{peers}[{k}].segment")
+        + " + ' is not declared in spec.segments'"
     )
 
 
@@ -364,7 +401,7 @@ def spec_schema() -> Schema:
                 "type": "array",
                 "description": "The allow-list. Each rule becomes one NetworkPolicy "
                 "envisolation-allow-<name> in every namespace of its segments.",
-                "maxItems": 32,
+                "maxItems": MAX_RULES,
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["name"],
                 "items": {
@@ -424,48 +461,20 @@ def spec_schema() -> Schema:
                 "!has(self.allow) || self.allow.all(r, !has(r.segments) || "
                 "r.segments.all(s, self.segments.exists(g, g.name == s)))",
                 "allow[].segments: every entry must name a segment declared in spec.segments",
-                messageExpression="self.allow.filter(r, has(r.segments) && r.segments.exists(s, "
-                + UNDECLARED
-                + ")).map(r, r.segments.filter(s, "
-                + UNDECLARED
-                + ").map(s, 'spec.allow[' + string(self.allow.indexOf(r)) + '].segments[' + "
-                "string(r.segments.indexOf(s)) + '] (rule ' + "
-                + quoted("r.name")
-                + " + '): segment ' + "
-                + quoted("s")
-                + " + ' is not declared' + "
-                + DECLARED
-                + ")[0])[0]",
+                messageExpression=undeclared_segment_message(),
                 fieldPath=".allow",
                 reason="FieldValueInvalid",
             ),
-            rule(
-                "!has(self.allow) || self.allow.all(r, "
-                + peers_name_segments("ingress", "from")
-                + " && "
-                + peers_name_segments("egress", "to")
-                + ")",
-                "allow[].ingress[].from[].segment, allow[].egress[].to[].segment: every segment "
-                "peer must name a segment declared in spec.segments",
-                messageExpression="self.allow.filter(r, !("
-                + peers_name_segments("ingress", "from")
-                + " && "
-                + peers_name_segments("egress", "to")
-                + ")).map(r, 'spec.allow[' + string(self.allow.indexOf(r)) + '] (rule ' + "
-                + quoted("r.name")
-                + " + '): segment peer ' + "
-                + quoted(
-                    "("
-                    + undeclared_peers("ingress", "from")
-                    + " + "
-                    + undeclared_peers("egress", "to")
-                    + ").filter(l, size(l) > 0)[0][0]"
+            *(
+                rule(
+                    f"!has(self.allow) || self.allow.all(r, {peers_name_segments(d, key)})",
+                    f"allow[].{d}[].{key}[].segment: every segment peer must name a segment "
+                    "declared in spec.segments",
+                    messageExpression=undeclared_peer_message(d, key),
+                    fieldPath=".allow",
+                    reason="FieldValueInvalid",
                 )
-                + " + ' is not declared' + "
-                + DECLARED
-                + ")[0]",
-                fieldPath=".allow",
-                reason="FieldValueInvalid",
+                for d, key in (("ingress", "from"), ("egress", "to"))
             ),
         ],
     }
