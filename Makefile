@@ -19,7 +19,7 @@ help:
 	@echo "make cluster-down  stop it"
 	@echo "make bench [N=1000] benchmarks at scale (bench/README.md)"
 	@echo "make golden        regenerate tests/golden/*/expected.yaml and plan.yaml"
-	@echo "make crd           regenerate crds/ from hack/gen_crd.py"
+	@echo "make crd           regenerate crds/ from operator/envisolation/spec/schema.py"
 
 $(STAMP): pyproject.toml
 	@bash hack/ensure-system-deps

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import cast
 
 from envisolation.spec import constants as c
 from envisolation.spec.kinds import (
@@ -233,18 +234,20 @@ def _allow(
 
 
 def _ingress(r: TrafficRule, iso: EnvironmentIsolation, ctx: RenderContext) -> IngressRuleDict:
-    out: IngressRuleDict = {}
-    if r.peers is not None:
-        out["from"] = [_peer(p, iso, ctx) for p in r.peers]
-    if r.ports is not None:
-        out["ports"] = [_port(p) for p in r.ports]
-    return out
+    return cast(IngressRuleDict, _traffic(r, iso, ctx, "from"))
 
 
 def _egress(r: TrafficRule, iso: EnvironmentIsolation, ctx: RenderContext) -> EgressRuleDict:
-    out: EgressRuleDict = {}
+    return cast(EgressRuleDict, _traffic(r, iso, ctx, "to"))
+
+
+def _traffic(
+    r: TrafficRule, iso: EnvironmentIsolation, ctx: RenderContext, peers_key: str
+) -> dict[str, list[PeerDict] | list[PortDict]]:
+    """One ingress ("from") or egress ("to") rule; an absent list stays absent."""
+    out: dict[str, list[PeerDict] | list[PortDict]] = {}
     if r.peers is not None:
-        out["to"] = [_peer(p, iso, ctx) for p in r.peers]
+        out[peers_key] = [_peer(p, iso, ctx) for p in r.peers]
     if r.ports is not None:
         out["ports"] = [_port(p) for p in r.ports]
     return out
