@@ -57,7 +57,7 @@ from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts  # noqa
 
 SEGMENTS = ("dev", "test", "prod")
 CONCURRENCY = 16  # the operator's: Controller(concurrency=16) over a 16-thread client pool
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results")  # compare.py sets it
 WRITE_VERBS = ("POST", "PUT", "PATCH", "APPLY", "DELETE")
 
 
