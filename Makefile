@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint fmt unit api chaos test demo cluster-up cluster-down controlplane golden clean crd bench
+.PHONY: help venv lint fmt unit api chaos test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare
 
 help:
 	@echo "make demo          local cluster + operator + example (Ctrl-C stops it)"
@@ -18,6 +18,7 @@ help:
 	@echo "make cluster-up    start the local control plane ($(CLUSTER_DIR)/kubeconfig)"
 	@echo "make cluster-down  stop it"
 	@echo "make bench [N=1000] benchmarks at scale (bench/README.md)"
+	@echo "make bench-compare BASE=REV [N=1000] [ROUNDS=2]  the rollout of REV against HEAD"
 	@echo "make golden        regenerate tests/golden/*/expected.yaml and plan.yaml"
 	@echo "make crd           regenerate crds/ from operator/envisolation/spec/schema.py"
 
@@ -76,6 +77,13 @@ N ?=
 bench: $(STAMP) controlplane
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) bench/scale_bench.py $(N)
+
+# The rollout benchmark of commit BASE against HEAD, alternating rounds (bench/compare.py).
+BASE ?= HEAD~1
+ROUNDS ?= 2
+bench-compare: $(STAMP) controlplane
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) bench/compare.py $(BASE) $(or $(N),1000) $(ROUNDS)
 
 crd: $(STAMP)
 	$(PY) hack/gen_crd.py

@@ -184,29 +184,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import asyncio
+    from envisolation.runtime.main import run_operator
 
-    import kopf
-
-    from envisolation.runtime import handlers, logs
-
-    logs.configure(args.log_format, "DEBUG" if args.verbose else "INFO")
-    if args.metrics_bind:
-        from prometheus_client import start_http_server
-
-        host, _, port = args.metrics_bind.rpartition(":")
-        start_http_server(int(port), addr=host or "0.0.0.0")
-    memo = kopf.Memo(operator_namespace=args.namespace, resync_seconds=args.resync)
-    assert handlers.configure is not None  # registers the handlers on import
-    asyncio.run(
-        kopf.operator(
-            clusterwide=True,
-            standalone=True,
-            liveness_endpoint=args.liveness or None,
-            memo=memo,
-        )
-    )
-    return 0
+    return run_operator(args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -238,11 +218,48 @@ def parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="health endpoint for probes ('' disables; in a Pod use http://0.0.0.0:8081/healthz)",
     )
+    election = run.add_argument_group(
+        "leader election", "for two or more replicas: one leads and writes, the others stand by"
+    )
+    election.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="hold a coordination.k8s.io Lease before writing (off by default)",
+    )
+    election.add_argument(
+        "--lease-namespace",
+        default="",
+        metavar="NS",
+        help="the Lease's namespace (default: the pod's own, else default)",
+    )
+    election.add_argument("--lease-name", default="envisolation", metavar="NAME")
+    election.add_argument(
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long others wait on a silent leader (default 15)",
+    )
+    election.add_argument(
+        "--renew-deadline",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a leader that has not renewed for this long stops writing and "
+        "exits; less than the lease duration (default 10)",
+    )
+    election.add_argument(
+        "--retry-period",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often to renew, or to try to acquire (default 2)",
+    )
     run.add_argument(
         "--metrics-bind",
         default="127.0.0.1:8080",
         metavar="HOST:PORT",
-        help="where /metrics listens ('' disables)",
+        help="where /metrics and /readyz listen ('' disables)",
     )
     run.set_defaults(func=cmd_run)
 

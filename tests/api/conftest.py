@@ -226,6 +226,8 @@ class Operator:
     health: str = ""
     metrics: str = ""
     starts: int = field(default=0)
+    args: tuple[str, ...] = ()  # extra `envisolation run` flags (leader election)
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         self.health = f"http://127.0.0.1:{free_port()}/healthz"
@@ -233,10 +235,12 @@ class Operator:
         kubeconfig = self.kubeconfig or self.cluster.kubeconfig
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = str(ROOT / "operator")
+        env.update(self.env)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "envisolation", "run", "--liveness", self.health,
-                 "--metrics-bind", self.metrics, "--namespace", "envisolation-system"],
+                 "--metrics-bind", self.metrics, "--namespace", "envisolation-system",
+                 *self.args],
                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )  # fmt: skip
         self.starts += 1
@@ -261,6 +265,14 @@ class Operator:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+    def ready(self) -> bool:
+        """/readyz on the metrics port: the view is warm."""
+        try:
+            with urllib.request.urlopen(f"http://{self.metrics}/readyz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
 
     def restart(self) -> None:
         self.stop()

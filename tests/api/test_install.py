@@ -76,7 +76,9 @@ def sa_operator(
         "create", "token", "envisolation", "-n", "envisolation-system", "--duration=2h"
     ).stdout.strip()
     path = installed.token_kubeconfig(token, tmp_path_factory.mktemp("sa") / "kubeconfig")
-    op = Operator(guarded, guarded.dir / "logs" / "operator-sa.log", kubeconfig=path)
+    op = Operator(guarded, guarded.dir / "logs" / "operator-sa.log", kubeconfig=path,
+                  args=("--leader-elect", "--lease-namespace", "envisolation-system"),
+                  env={"POD_NAME": "envisolation-sa-0"})  # fmt: skip
     op.start()
     try:
         yield op
@@ -96,6 +98,8 @@ def test_everything_is_created(installed: Kubectl) -> None:
         ("clusterrole", "envisolation-edit", None),
         ("clusterrolebinding", "envisolation-operator", None),
         ("role", "envisolation-events", "default"),
+        ("role", "envisolation-leader-election", "envisolation-system"),
+        ("poddisruptionbudget", "envisolation", "envisolation-system"),
         ("validatingadmissionpolicy", "envisolation-protect-managed-policies", None),
         ("validatingadmissionpolicy", "envisolation-protect-segment-label", None),
         ("crd", "environmentisolations.envisolation.io", None),
@@ -159,6 +163,34 @@ def test_the_service_account_is_denied_what_it_must_not_do(installed: Kubectl) -
         ).stdout.strip()
         == "no"
     )
+    # Leader election: one Lease in its own namespace, nothing cluster-wide.
+    for verb, ns, expected in [("get", "envisolation-system", "yes"),
+                               ("create", "envisolation-system", "yes"),
+                               ("update", "envisolation-system", "yes"),
+                               ("delete", "envisolation-system", "no"),
+                               ("update", "default", "no"), ("get", "kube-system", "no")]:  # fmt: skip
+        res = installed("auth", "can-i", verb, "leases.coordination.k8s.io", "-n", ns,
+                        "--as", SA, check=False)  # fmt: skip
+        assert res.stdout.strip() == expected, (verb, ns, res.stdout)
+
+
+def test_the_deployment_runs_two_replicas_that_elect_a_leader(installed: Kubectl) -> None:
+    d = installed.json("get", "deployment", "envisolation", "-n", "envisolation-system")
+    assert d["spec"]["replicas"] == 2
+    assert d["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    c = d["spec"]["template"]["spec"]["containers"][0]
+    assert "--leader-elect" in c["args"]
+    assert {
+        "name": "POD_NAME",
+        "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
+    } in c["env"]
+    assert c["readinessProbe"]["httpGet"] == {
+        "path": "/readyz",
+        "port": "metrics",
+        "scheme": "HTTP",
+    }
+    pdb = installed.json("get", "pdb", "envisolation", "-n", "envisolation-system")
+    assert pdb["spec"]["minAvailable"] == 1
 
 
 def test_the_operator_with_only_its_token_runs_the_lifecycle(
@@ -196,6 +228,12 @@ def test_the_operator_with_only_its_token_runs_the_lifecycle(
         "get", "events", "-n", "default", "--field-selector", "involvedObject.name=life-a"
     )["items"]
     assert any(e["reason"] == "PoliciesUpdated" for e in events)
+    lease = k.json("get", "lease", "envisolation", "-n", "envisolation-system")
+    assert lease["spec"]["holderIdentity"] == "envisolation-sa-0", "it led with its token alone"
+    assert (
+        "envisolation.io/finalizer"
+        in k.json("get", "enviso", "lifecycle")["metadata"]["finalizers"]
+    )
     k("delete", "enviso", "lifecycle", "--timeout=60s")
     assert k.policies("life-a") == {}
     assert "write failed" not in sa_operator.log.read_text()

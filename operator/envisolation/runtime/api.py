@@ -32,6 +32,14 @@ class Gone(ApiError):
     """410 Gone: the watch's resourceVersion was compacted away; only a relist helps."""
 
 
+class NotLeading(ApiError):
+    """A write refused before it was sent: this instance does not hold the Lease."""
+
+    def __init__(self) -> None:
+        super().__init__(0, "not the leader: this instance may not write")
+        self.transient = False
+
+
 @dataclass(frozen=True)
 class ObjectRef:
     """What an Event is about."""
@@ -75,3 +83,9 @@ class EventApi(Protocol):
 
 class StatusApi(Protocol):
     async def apply_status(self, name: str, status: StatusDict) -> None: ...
+
+
+class FinalizerApi(Protocol):
+    async def set_finalizers(
+        self, name: str, finalizers: list[str], resource_version: str
+    ) -> None: ...

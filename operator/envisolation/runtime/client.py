@@ -12,16 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from kubernetes import client, config
+from kubernetes import client
 
 from envisolation import __version__
-from envisolation.runtime.api import ApiError, Gone, ObjectRef
+from envisolation.runtime.api import ApiError, Gone, NotLeading, ObjectRef
+from envisolation.runtime.config import load_config, ssl_context
 from envisolation.runtime.metrics import API_ERRORS, API_WRITES
 from envisolation.spec import constants as c
 from envisolation.spec.kinds import PolicyDict, StatusDict
@@ -35,41 +35,35 @@ LIST_TIMEOUT = 120.0  # seconds to read one page of a LIST (large objects, a bus
 LIST_PAGE = 500  # objects per LIST page: bounds the memory a listing takes at once
 CONNECTIONS = 16  # concurrent API calls; the controller runs 16 namespaces at a time
 USER_AGENT = f"envisolation/{__version__}"  # named as what it is in audit logs and metrics
+JSON_PATCH = "application/json-patch+json"
+COORDINATION = "/apis/coordination.k8s.io/v1"
+
+
+def user_agent(identity: str = "") -> str:
+    """`envisolation/<version>`, with the instance's identity when it has one (so the
+    audit log tells two replicas apart)."""
+    return f"{USER_AGENT} ({identity})" if identity else USER_AGENT
+
+
 NETWORKING = "/apis/networking.k8s.io/v1"
-PATHS = {"namespaces": "/api/v1/namespaces", "networkpolicies": f"{NETWORKING}/networkpolicies"}
-
-
-def load_config() -> client.Configuration:
-    """In-cluster config when running in a Pod, else the current kubeconfig."""
-    cfg = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    return cfg
-
-
-def _ssl_context(cfg: client.Configuration) -> ssl.SSLContext | bool:
-    """TLS as the kubeconfig (or the Pod's service account) says."""
-    if not cfg.verify_ssl:
-        return False
-    ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
-    if cfg.cert_file:
-        ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
-    if cfg.assert_hostname is False:
-        ctx.check_hostname = False
-    return ctx
+PATHS = {
+    "namespaces": "/api/v1/namespaces",
+    "networkpolicies": f"{NETWORKING}/networkpolicies",
+    "environmentisolations": f"/apis/{c.GROUP}/{c.VERSION}/{c.PLURAL}",
+}
 
 
 class Kube:
     """Writes, LISTs, status and Events (the lister, writer and reporter sides of api.py)."""
 
-    def __init__(self, cfg: client.Configuration | None = None) -> None:
+    def __init__(self, cfg: client.Configuration | None = None, identity: str = "") -> None:
         cfg = cfg or load_config()
         self._cfg = cfg
         self._base = str(cfg.host).rstrip("/")
-        self._ssl = _ssl_context(cfg)
-        self.user_agent = USER_AGENT
+        self._ssl = ssl_context(cfg)
+        self.user_agent = user_agent(identity)
+        # Asked before every write (leader election's may_write); None: always allowed.
+        self.gate: Callable[[], bool] | None = None
         self._session: aiohttp.ClientSession | None = None
 
     async def aclose(self) -> None:
@@ -98,7 +92,7 @@ class Kube:
             headers["Authorization"] = str(self._cfg.get_basic_auth_token())
         return headers
 
-    async def _call(
+    async def request(
         self,
         verb: str,
         method: str,
@@ -108,12 +102,15 @@ class Kube:
         body: Any = None,
         content_type: str = JSON,
         timeout: float = CALL_TIMEOUT,
+        gated: bool = False,
     ) -> Any:
         headers = self._auth()
         data = None
         if body is not None:
             data = json.dumps(body, separators=(",", ":"))
             headers["Content-Type"] = content_type
+        if gated and self.gate is not None and not self.gate():
+            raise NotLeading  # checked last, right before the request goes out
         try:
             async with self._http().request(
                 method,
@@ -144,7 +141,7 @@ class Kube:
             params = {"limit": str(LIST_PAGE)}
             if token:
                 params["continue"] = token
-            page = await self._call("list", "GET", path, params=params, timeout=LIST_TIMEOUT)
+            page = await self.request("list", "GET", path, params=params, timeout=LIST_TIMEOUT)
             meta = page.get("metadata") or {}
             yield list(page.get("items") or []), str(meta.get("resourceVersion", ""))
             token = str(meta.get("continue") or "")
@@ -175,13 +172,14 @@ class Kube:
     async def apply_policy(self, policy: PolicyDict) -> Mapping[str, Any]:
         """Server-side apply, forcing: the object is named and labelled as ours."""
         meta = policy["metadata"]
-        out: Mapping[str, Any] = await self._call(
+        out: Mapping[str, Any] = await self.request(
             "apply",
             "PATCH",
             self._policy_path(meta["namespace"], meta["name"]),
             params={"fieldManager": c.FIELD_MANAGER, "force": "true"},
             body=policy,
             content_type=APPLY,
+            gated=True,
         )
         API_WRITES.labels("apply").inc()
         return out
@@ -190,12 +188,13 @@ class Kube:
         """PUT the whole object: drops fields other managers hold, which apply cannot."""
         meta = policy["metadata"]
         body: dict[str, Any] = {**policy, "metadata": {**meta, "resourceVersion": resource_version}}
-        out: Mapping[str, Any] = await self._call(
+        out: Mapping[str, Any] = await self.request(
             "replace",
             "PUT",
             self._policy_path(meta["namespace"], meta["name"]),
             params={"fieldManager": c.FIELD_MANAGER},
             body=body,
+            gated=True,
         )
         API_WRITES.labels("replace").inc()
         return out
@@ -212,11 +211,23 @@ class Kube:
             }
             body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": pre}
         try:
-            await self._call("delete", "DELETE", self._policy_path(namespace, name), body=body)
+            await self.request(
+                "delete", "DELETE", self._policy_path(namespace, name), body=body, gated=True
+            )
         except ApiError as e:
             if e.status != 404:
                 raise
         API_WRITES.labels("delete").inc()
+
+    async def set_finalizers(self, name: str, finalizers: list[str], resource_version: str) -> None:
+        """Replace an EnvironmentIsolation's finalizers, if it is still at that version."""
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
+        ]
+        path = f"/apis/{c.GROUP}/{c.VERSION}/{c.PLURAL}/{quote(name, safe='')}"
+        await self.request("patch", "PATCH", path, body=patch, content_type=JSON_PATCH, gated=True)
+        API_WRITES.labels("finalizer").inc()
 
     async def apply_status(self, name: str, status: StatusDict) -> None:
         body = {
@@ -227,13 +238,14 @@ class Kube:
         }
         path = f"/apis/{c.GROUP}/{c.VERSION}/{c.PLURAL}/{quote(name, safe='')}/status"
         try:
-            await self._call(
+            await self.request(
                 "patch",
                 "PATCH",
                 path,
                 params={"fieldManager": c.FIELD_MANAGER, "force": "true"},
                 body=body,
                 content_type=APPLY,
+                gated=True,
             )
         except ApiError as e:
             if e.status != 404:  # deleted meanwhile: nothing to report on
@@ -280,8 +292,12 @@ class Kube:
             "count": 1,
         }
         try:
-            await self._call(
-                "create", "POST", f"/api/v1/namespaces/{quote(ns, safe='')}/events", body=body
+            await self.request(
+                "create",
+                "POST",
+                f"/api/v1/namespaces/{quote(ns, safe='')}/events",
+                body=body,
+                gated=True,
             )
         except ApiError:
             return

@@ -27,8 +27,17 @@ import structlog
 from envisolation.policy.conditions import Outcome
 from envisolation.policy.plan import plan_namespace
 from envisolation.policy.render import RenderContext, decide
-from envisolation.runtime.api import EventApi, Lister, PolicyApi, StatusApi, Watcher
+from envisolation.runtime.api import (
+    ApiError,
+    EventApi,
+    FinalizerApi,
+    Lister,
+    PolicyApi,
+    StatusApi,
+    Watcher,
+)
 from envisolation.runtime.events import EventQueue
+from envisolation.runtime.finalizers import Finalizers
 from envisolation.runtime.isolations import Isolations
 from envisolation.runtime.memory import MemoryTrim
 from envisolation.runtime.metrics import POLICIES_REPAIRED, RECONCILE_SECONDS
@@ -44,7 +53,7 @@ log = structlog.get_logger("envisolation.controller")
 CONCURRENCY = 16  # namespaces reconciled at once (the client has as many connections)
 
 
-class KubeApi(Lister, PolicyApi, StatusApi, EventApi, Protocol):
+class KubeApi(Lister, PolicyApi, StatusApi, EventApi, FinalizerApi, Protocol):
     """Everything but the watches: client.Kube."""
 
 
@@ -56,6 +65,7 @@ class Controller:
         ctx: RenderContext,
         resync_seconds: float = c.DEFAULT_RESYNC_SECONDS,
         concurrency: int = CONCURRENCY,
+        leadership: asyncio.Event | None = None,
     ) -> None:
         self.ctx = ctx
         self.isolations = Isolations()
@@ -68,6 +78,11 @@ class Controller:
         self.reporter = Reporter(kube, self.events)
         self.monitor = ExposureMonitor(self.events)
         self.memory = MemoryTrim()
+        self.finalizers = Finalizers(kube)
+        self._kube = kube
+        # Set while this instance may write (leader election); None: always (one replica).
+        self.leadership = leadership
+        self.ready = False  # the view is warm (or there is nothing to watch yet)
         self._sem = asyncio.Semaphore(concurrency)
         self._outcomes: dict[str, Outcome] = {}
         # isolation -> (uid, generation) that its last full pass used
@@ -78,6 +93,9 @@ class Controller:
 
     def bind(self, records: Mapping[str, Collection[IsolationRecord]]) -> None:
         self.isolations.bind(records)
+
+    def isolation_changed(self, event: str | None, record: IsolationRecord) -> bool:
+        return self.isolations.changed(event, record)
 
     def touch(self, namespace: str) -> None:
         self.schedule.touch(namespace)
@@ -105,12 +123,19 @@ class Controller:
     # -- the loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        if not await self._isolations_exist():
+            self.ready = True  # nothing to keep warm until the first one is created
         await self.isolations.bound.wait()
         self.sync.update_scope(self.isolations.valid())
         await self.sync.load()
+        self.ready = True
         tasks = self.sync.start()
         tasks.append(asyncio.create_task(self.events.run(), name="events"))
         try:
+            if self.leadership is not None and not self.leadership.is_set():
+                log.info("standby: keeping the view warm until this instance leads")
+                await self.leadership.wait()
+                self.touch_all()  # plan everything from memory: writes only what differs
             while True:
                 await self._turn()
         finally:
@@ -126,6 +151,7 @@ class Controller:
         if batch:
             await self._pass(batch, full=batch >= set(namespaces))
         await self.sync.fetch()
+        await self.finalizers.reconcile(self.isolations.records(), self.remaining)
         names = [r.name for r in self.isolations.records()]
         if self.monitor.maybe_analyse(self._outcomes, self.sync.view, names):
             self.reporter.due = True
@@ -137,6 +163,17 @@ class Controller:
             self.monitor.exposures,
         )
         await self.schedule.wait([*self.reporter.next_at(), *self.monitor.next_at()])
+
+    async def _isolations_exist(self) -> bool:
+        """One LIST of EnvironmentIsolations (Kopf's index fills on its own schedule)."""
+        found: list[object] = []
+        while True:
+            try:
+                await self._kube.list_each("environmentisolations", found.append)
+                return bool(found)
+            except ApiError as e:
+                log.warning("listing EnvironmentIsolations failed; retrying", error=str(e))
+                await asyncio.sleep(2)
 
     async def _pass(self, batch: set[str], full: bool) -> None:
         self._idle.clear()

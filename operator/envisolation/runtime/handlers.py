@@ -1,37 +1,54 @@
-"""Kopf handlers: thin. Kopf handles our own EnvironmentIsolation only.
+"""Kopf handlers: thin, and none of them writes. Kopf handles our own EnvironmentIsolation only.
 
-It gets an index (complete before any handler runs), Kopf's change-detecting handlers
-and a finalizer (only with deletionPolicy Delete). Namespaces and NetworkPolicies, the
-many objects, are listed and watched by the controller itself (see view.py for why);
-nothing here writes to them.
+How Kopf runs under leader election: in every replica, with only an index and an event
+handler on the EnvironmentIsolation, which read and never write. Kopf's change-detecting
+handlers (`on.create/update/resume/delete`) would write their progress and
+last-handled-configuration annotations and a finalizer from every replica, standby
+included, and no gate of ours sits in front of Kopf's own client; so there are none.
+What they did is the controller's now, through the one client whose writes ask the
+elector first (client.Kube.gate): status and Events (reporter.py), and the finalizer
+for deletionPolicy Delete (finalizers.py). Kopf's posting of Events is off, peering is
+standalone (it is not leader election), scanning is off.
+
+Namespaces and NetworkPolicies, the many objects, are listed and watched by the
+controller itself (see view.py for why).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from typing import Any
 
 import kopf
 import structlog
 
 from envisolation.policy.render import RenderContext
-from envisolation.runtime.api import ObjectRef
-from envisolation.runtime.client import Kube, load_config
+from envisolation.runtime.client import Kube
+from envisolation.runtime.config import load_config
 from envisolation.runtime.controller import Controller
+from envisolation.runtime.leader import LeaderElector, LeaseClient, LeaseSettings
 from envisolation.runtime.watch import WatchClient
 from envisolation.spec import constants as c
-from envisolation.spec.model import InvalidSpec, IsolationRecord
+from envisolation.spec.model import IsolationRecord
 
 log = structlog.get_logger("envisolation.handlers")
+EXIT_LOST_LEADERSHIP = 3
+
+
+def _lost_leadership() -> None:
+    """Fail closed: exit at once (Kubernetes restarts the pod as a standby).
+
+    Not a graceful shutdown: nothing of ours may run after this, and the gate already
+    refuses every write."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_LOST_LEADERSHIP)
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    settings.persistence.finalizer = f"{c.GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=c.GROUP, key="last-handled-configuration"
-    )
     settings.peering.standalone = True
     settings.scanning.disabled = True
     settings.posting.enabled = False  # our Events are explicit, one per change
@@ -45,23 +62,34 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
     settings.execution.max_workers = 4
     cfg = load_config()
-    kube = Kube(cfg)
-    memo.watcher = WatchClient(cfg)
+    lease: LeaseSettings | None = memo.get("lease")
+    identity = lease.identity if lease is not None else ""
+    kube = Kube(cfg, identity)
+    memo.kube = kube
+    memo.watcher = WatchClient(cfg, identity)
     ctx = RenderContext(
         operator_namespace=str(memo.get("operator_namespace", c.DEFAULT_OPERATOR_NAMESPACE))
     )
     resync = float(memo.get("resync_seconds", c.DEFAULT_RESYNC_SECONDS))
-    memo.kube = kube
-    memo.controller = Controller(kube, memo.watcher, ctx, resync_seconds=resync)
+    memo.elector = None
+    if lease is not None:
+        memo.elector = LeaderElector(LeaseClient(kube), lease, on_lost=_lost_leadership)
+        kube.gate = memo.elector.may_write
+        memo.elector_task = asyncio.create_task(memo.elector.run(), name="leader-election")
+    leadership = memo.elector.leading if memo.elector is not None else None
+    memo.controller = Controller(kube, memo.watcher, ctx, resync, leadership=leadership)
     memo.task = asyncio.create_task(memo.controller.run(), name="envisolation-controller")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    task = memo.get("task")
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    if memo.get("elector") is not None:
+        await memo.elector.release()  # writing stops first; a standby takes over at once
+    for name in ("elector_task", "task"):
+        task = memo.get(name)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     if memo.get("kube") is not None:
         await memo.kube.aclose()
     if memo.get("watcher") is not None:
@@ -69,14 +97,23 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.probe(id="controller")
-async def probe(memo: kopf.Memo, **_: Any) -> str:
-    task = memo.get("task")
-    if task is None or task.done():
+async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """Liveness: the reconcile loop (and the elector) run; a standby is alive too."""
+    for name in ("task", "elector_task"):
+        task = memo.get(name)
+        if task is not None and task.done():
+            raise RuntimeError(f"{name} is not running")
+    if memo.get("task") is None:
         raise RuntimeError("the reconcile loop is not running")
-    return f"{memo.controller.passes} passes"
+    elector = memo.get("elector")
+    return {
+        "passes": memo.controller.passes,
+        "leader": elector is None or elector.may_write(),
+        "ready": memo.controller.ready,
+    }
 
 
-# -- indexes (no writes, complete before any handler runs) ---------------------------------
+# -- the index (no writes, complete before any resource handler runs) ------------------------
 # Every handler is a coroutine: it runs on the event loop, where the controller lives
 # (a sync handler would run in Kopf's thread pool and race with it).
 
@@ -86,51 +123,16 @@ async def isolation_records(body: kopf.Body, name: str, **_: Any) -> dict[str, I
     return {name: IsolationRecord.from_body(body)}
 
 
-def _controller(memo: kopf.Memo, kwargs: dict[str, Any]) -> Controller:
+@kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
+async def isolation_event(
+    type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """Any change to an EnvironmentIsolation: a new spec (or its deletion) replans every
+    namespace; anything else (status, finalizers) only wakes the loop."""
     controller: Controller = memo.controller
     controller.bind(kwargs["isolation_records"])
-    return controller
-
-
-# -- our own resource ---------------------------------------------------------------------
-
-
-@kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
-async def isolation_event(type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
-    controller = _controller(memo, kwargs)
-    if type == "DELETED":
-        controller.touch_all()  # its namespaces may now belong to another isolation
-
-
-@kopf.on.resume(c.GROUP, c.VERSION, c.PLURAL)
-@kopf.on.create(c.GROUP, c.VERSION, c.PLURAL)
-@kopf.on.update(c.GROUP, c.VERSION, c.PLURAL, field="spec")
-async def reconcile_isolation(
-    body: kopf.Body, name: str, uid: str, memo: kopf.Memo, **kwargs: Any
-) -> None:
-    """One idempotent reconcile: validate, then let the controller converge every namespace."""
-    controller = _controller(memo, kwargs)
     record = IsolationRecord.from_body(body)
-    parsed = controller.parse(record)
-    controller.touch_all()  # status follows from the controller, valid or not
-    if isinstance(parsed, InvalidSpec):
-        await memo.kube.post_event(
-            ObjectRef(c.KIND, name, uid, c.API_VERSION), "InvalidSpec", str(parsed), warning=True
-        )
-        raise kopf.PermanentError(str(parsed))
-    log.info("spec accepted", isolation=name, generation=record.generation)
-
-
-def _delete_policy(spec: kopf.Spec, **_: Any) -> bool:
-    return spec.get("deletionPolicy") == "Delete"
-
-
-@kopf.on.delete(c.GROUP, c.VERSION, c.PLURAL, when=_delete_policy)
-async def remove_policies(name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    """deletionPolicy Delete: hold the finalizer until every policy of ours is gone."""
-    controller = _controller(memo, kwargs)
-    controller.touch_all()
-    left = controller.remaining(name)
-    if left:
-        raise kopf.TemporaryError(f"{left} NetworkPolicies left to delete", delay=1)
-    log.info("all policies removed", isolation=name)
+    if controller.isolation_changed(type, record):
+        controller.touch_all()
+    else:
+        controller.schedule.wake()

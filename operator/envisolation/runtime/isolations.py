@@ -17,12 +17,22 @@ class Isolations:
     def __init__(self) -> None:
         self._records: Mapping[str, Collection[IsolationRecord]] = {}
         self._parsed: dict[tuple[str, int, bool], EnvironmentIsolation | InvalidSpec] = {}
+        self._seen: dict[str, tuple[str, int, bool]] = {}
         self.bound = asyncio.Event()
 
     def bind(self, records: Mapping[str, Collection[IsolationRecord]]) -> None:
         """Hand over Kopf's index of EnvironmentIsolations."""
         self._records = records
         self.bound.set()
+
+    def changed(self, event: str | None, record: IsolationRecord) -> bool:
+        """Does this event bring a new spec (uid, generation) or a deletion?"""
+        if event == "DELETED":
+            self._seen.pop(record.name, None)
+            return True
+        before = self._seen.get(record.name)
+        self._seen[record.name] = record.key
+        return before != record.key
 
     def records(self) -> list[IsolationRecord]:
         return [r for store in self._records.values() for r in store]

@@ -37,3 +37,7 @@ EXPOSURES = Gauge(
 )
 BUILD = Info("envisolation_build", "The running version")
 BUILD.info({"version": __version__})
+LEADER = Gauge("envisolation_leader", "1 while this instance leads (may write), else 0")
+LEADER_TRANSITIONS = Counter(
+    "envisolation_leader_transitions_total", "Times this instance became the leader"
+)

@@ -18,7 +18,7 @@ import urllib3
 from kubernetes import client
 
 from envisolation.runtime.api import ApiError, Deliver, Gone
-from envisolation.runtime.client import CONNECT_TIMEOUT, USER_AGENT
+from envisolation.runtime.client import CONNECT_TIMEOUT, user_agent
 from envisolation.runtime.metrics import API_ERRORS
 
 WATCH_SECONDS = 60  # the server ends each watch after this; we re-watch from the last rv
@@ -28,9 +28,9 @@ WATCH_READ_TIMEOUT = 75.0  # silence this long (a frozen server) ends the watch 
 class WatchClient:
     """Watches of Namespaces and NetworkPolicies (the watcher side of api.py)."""
 
-    def __init__(self, cfg: client.Configuration) -> None:
+    def __init__(self, cfg: client.Configuration, identity: str = "") -> None:
         self._api = client.ApiClient(cfg)
-        self._api.user_agent = USER_AGENT
+        self._api.user_agent = user_agent(identity)
         self._core = client.CoreV1Api(self._api)
         self._net = client.NetworkingV1Api(self._api)
 

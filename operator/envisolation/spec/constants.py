@@ -34,3 +34,4 @@ DEFAULT_RESYNC_SECONDS: Final = 600.0
 STATUS_LIST_LIMIT: Final = 20
 STATUS_MIN_INTERVAL_SECONDS: Final = 1.0
 EVENT_SOURCE: Final = "envisolation"
+FINALIZER: Final = f"{GROUP}/finalizer"  # held only with deletionPolicy Delete

@@ -149,6 +149,13 @@ class IsolationRecord:
     deleting: bool
     body: Mapping[str, Any]  # metadata and spec, for EnvironmentIsolation.from_body
     status: Mapping[str, Any]
+    finalizers: tuple[str, ...] = ()
+    resource_version: str = ""
+
+    @property
+    def deletion_policy(self) -> str:
+        """As written (the CRD's enum and default make it Orphan or Delete)."""
+        return str((self.body.get("spec") or {}).get("deletionPolicy") or "Orphan")
 
     @property
     def key(self) -> tuple[str, int, bool]:
@@ -166,6 +173,8 @@ class IsolationRecord:
             deleting=bool(meta.get("deletionTimestamp")),
             body={"metadata": keep, "spec": body.get("spec") or {}},
             status=dict(body.get("status") or {}),
+            finalizers=tuple(str(f) for f in meta.get("finalizers") or ()),
+            resource_version=str(meta.get("resourceVersion", "")),
         )
 
     def parse(self) -> EnvironmentIsolation:
