@@ -284,7 +284,7 @@ class Operator:
         return sum(
             float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()
-            if line.startswith(name) and not line.startswith("#")
+            if line.split("{")[0].split(" ")[0] == name  # this series, with any labels
         )
 
 
