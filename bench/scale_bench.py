@@ -19,7 +19,8 @@ For each N, on a fresh local cluster with the flags the tests use:
   6. RSS and CPU seconds of the operator.
 Results: bench/results/scale-<N>.json; bench/README.md's table comes from them
 (`python bench/scale_bench.py --table`), and bench/results/convergence.png.
-Environment: BENCH_IDLE_S (default 300), BENCH_LATENCY_S (default 60), BENCH_PROFILE (a
+Environment: BENCH_STANDBY=1 (two replicas with leader election; standby-N.json, with the
+standby's RSS and CPU), BENCH_IDLE_S (default 300), BENCH_LATENCY_S (default 60), BENCH_PROFILE (a
 path: py-spy samples the operator for 45 s from its start, collapsed stacks written there;
 `pip install py-spy` first).
 """
@@ -57,6 +58,7 @@ from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts  # noqa
 
 SEGMENTS = ("dev", "test", "prod")
 CONCURRENCY = 16  # the operator's: Controller(concurrency=16) over a 16-thread client pool
+STANDBY = os.environ.get("BENCH_STANDBY") == "1"  # a second replica stands by (leader election)
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results")  # compare.py sets it
 WRITE_VERBS = ("POST", "PUT", "PATCH", "APPLY", "DELETE")
 
@@ -191,6 +193,7 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
         ).stdout
 
     op: subprocess.Popen[bytes] | None = None
+    standby: subprocess.Popen[bytes] | None = None
     result: dict[str, Any] = {"n": n}
     try:
         k("apply", "--server-side", "-k", str(ROOT / "crds"))
@@ -256,9 +259,18 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
                 "--metrics-bind",
                 "",
             ]
+            if STANDBY:  # two replicas with leader election: the first leads
+                argv += ["--leader-elect", "--lease-namespace", "default"]
             op = subprocess.Popen(
-                argv, env=op_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
+                argv, env={**op_env, "POD_NAME": "bench-a"}, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            if STANDBY:
+                await asyncio.sleep(3)
+                standby = subprocess.Popen(
+                    argv, env={**op_env, "POD_NAME": "bench-b"}, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )  # fmt: skip
             profile = os.environ.get("BENCH_PROFILE")  # py-spy samples of the rollout
             if profile:
                 subprocess.Popen(
@@ -370,6 +382,12 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
             rss, cpu = proc_stats(op.pid)  # converged, after the idle period
             result["rss_mib"] = round(rss, 1)
             result["cpu_s"] = round(cpu, 1)
+            if standby is not None:
+                srss, scpu = proc_stats(standby.pid)
+                result["standby_rss_mib"] = round(srss, 1)
+                result["standby_cpu_s"] = round(scpu, 1)
+            # With a standby, stopping the leader hands over (it releases the Lease): the
+            # restart figure is then the take-over's, and the restarted one stands by.
             op.send_signal(signal.SIGTERM)
             op.wait(timeout=30)
             # The bare client once more, now that the cluster holds what the operator wrote
@@ -379,8 +397,9 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
             result["baseline_ssa_after_s"] = round(time.monotonic() - t0, 2)
             w1 = await api.writes()  # the counters past the baseline's own writes
             op = subprocess.Popen(
-                argv, env=op_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
+                argv, env={**op_env, "POD_NAME": "bench-a"}, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
             await asyncio.sleep(30)
             w2 = await api.writes()
             result["restart_writes"] = w2["policies"] - w1["policies"]
@@ -426,8 +445,9 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
         )  # fmt: skip
         return result
     finally:
-        if op is not None and op.poll() is None:
-            op.kill()
+        for proc in (op, standby):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
         subprocess.run([*hack, "down", "--dir", str(work / "c")], check=False, capture_output=True)
 
 
@@ -486,7 +506,8 @@ def main() -> None:
     for n in sizes:
         print(f"== N={n} (idle {idle_s:.0f} s, latency {latency_s:.0f} s)", flush=True)
         r = asyncio.run(run(n, idle_s, latency_s))
-        (RESULTS / f"scale-{n}.json").write_text(json.dumps(r, indent=2) + "\n")
+        name = f"standby-{n}.json" if STANDBY else f"scale-{n}.json"
+        (RESULTS / name).write_text(json.dumps(r, indent=2) + "\n")
         print(json.dumps(r, indent=2), flush=True)
     plot()
     print(table())
