@@ -272,12 +272,16 @@ def test_a_rolling_update_hands_over_in_about_a_retry_period(
     leader.stop(signal.SIGTERM)
     successor = eventually(lambda: p.holder() not in ("", leader_id) and p.holder(), timeout=30)
     handover_s = round(time.monotonic() - t0, 1)
+    settle(audit)
+    takeover = p.policy_writes(mark, successor)  # nothing changed: it plans from memory
     scenario.relabel(spaces[0], "prod")
     _, took = converge(kubectl, audit, scenario.label)
     settle(audit)
     old = p.writes(mark, leader_id, resource="networkpolicies", subresource="", succeeded=False)
     record("17 rolling update (SIGTERM)", handover_s=handover_s, converged_after_s=took,
-           successor=successor.split("-")[0], old_leader_writes=len(old))  # fmt: skip
+           successor=successor.split("-")[0], old_leader_writes=len(old),
+           takeover_writes=takeover)  # fmt: skip
+    assert takeover == 0, "a take-over with nothing changed writes nothing"
     assert "released the lease" in leader.log.read_text()
     _, _, retry = DEFAULTS
     assert handover_s <= 2 * retry + 1, "released on SIGTERM: no waiting out the lease"
