@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint fmt unit api chaos test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare
+.PHONY: help venv lint fmt unit api chaos test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare helm
 
 help:
 	@echo "make demo          local cluster + operator + example (Ctrl-C stops it)"
@@ -34,6 +34,9 @@ venv: $(STAMP)
 controlplane:
 	@hack/build-controlplane >/dev/null
 
+helm:
+	@hack/build-helm >/dev/null
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check operator tests hack bench
 	$(VENV)/bin/ruff format --check operator tests hack bench
@@ -47,14 +50,14 @@ fmt: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-api: $(STAMP) controlplane
+api: $(STAMP) controlplane helm
 	$(PY) -m pytest tests/api $(PYTEST_ARGS)
 
 chaos: $(STAMP) controlplane
 	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
 # Everything CI checks. pytest exits 5 when it collects no test, which fails make.
-test: lint $(STAMP) controlplane
+test: lint $(STAMP) controlplane helm
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 golden: $(STAMP)
@@ -87,3 +90,4 @@ bench-compare: $(STAMP) controlplane
 
 crd: $(STAMP)
 	$(PY) hack/gen_crd.py
+	$(PY) hack/gen_chart.py

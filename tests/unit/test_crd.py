@@ -47,3 +47,11 @@ def test_names_columns_and_scope() -> None:
     assert version["subresources"] == {"status": {}}
     cols = [c["name"].upper() for c in version["additionalPrinterColumns"]]
     assert cols == ["ENFORCEMENT", "SEGMENTS", "NAMESPACES", "POLICIES", "READY", "AGE"]
+
+
+def test_the_charts_generated_templates_and_the_readme_values_table_are_current() -> None:
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "gen_chart.py"), "--check"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + "run `make crd`"
