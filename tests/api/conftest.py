@@ -344,3 +344,20 @@ def make_iso(kubectl: Kubectl, operator: Operator) -> Iterator[Callable[..., str
     yield make
     for name in made:
         kubectl("delete", "enviso", name, "--ignore-not-found", "--wait=false", check=False)
+
+
+ADMINS = "envisolation:segment-admins"  # the admission guard's default segment-admin group
+
+
+def platform(k: Kubectl, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """kubectl as a platform engineer in the segment-admin group."""
+    return k(
+        *args,
+        "--as",
+        "platform@example.com",
+        "--as-group",
+        ADMINS,
+        "--as-group",
+        "system:masters",
+        check=check,
+    )

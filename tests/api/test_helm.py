@@ -20,6 +20,7 @@ from tests.api.conftest import (
     Kubectl,
     Operator,
     eventually,
+    platform,
     start_cluster,
     stop_cluster,
 )
@@ -28,7 +29,6 @@ pytestmark = pytest.mark.api
 CHART = ROOT / "charts" / "envisolation"
 NS = "envisolation-system"
 DENY = "envisolation-default-deny"
-ADMINS = "envisolation:segment-admins"
 
 EVERY_OPTION = {
     "image": {"repository": "registry.example.com/envisolation", "tag": "9.9.9",
@@ -266,11 +266,6 @@ def released(helm: str, cluster: Cluster) -> Kubectl:
     eventually(lambda: k("wait", "--for=condition=established", "--timeout=30s",
                          "crd/environmentisolations.envisolation.io", check=False).returncode == 0)  # fmt: skip
     return k
-
-
-def platform(k: Kubectl, *args: str) -> None:
-    """kubectl as a platform engineer in the segment-admin group."""
-    k(*args, "--as", "platform@example.com", "--as-group", ADMINS, "--as-group", "system:masters")
 
 
 def test_helm_install_runs_the_operator_with_the_charts_own_token_and_guard(

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.api.conftest import (
+    ADMINS,
     ROOT,
     Cluster,
     Kubectl,
     Operator,
     eventually,
+    platform,
     start_cluster,
     stop_cluster,
 )
@@ -26,7 +27,6 @@ from tests.api.conftest import (
 pytestmark = pytest.mark.api
 
 SA = "system:serviceaccount:envisolation-system:envisolation"
-ADMINS = "envisolation:segment-admins"
 DENY = "envisolation-default-deny"
 
 
@@ -42,20 +42,6 @@ def guarded() -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def k(guarded: Cluster) -> Kubectl:
     return Kubectl(guarded)
-
-
-def platform(k: Kubectl, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """kubectl as a platform engineer in the segment-admin group."""
-    return k(
-        *args,
-        "--as",
-        "platform@example.com",
-        "--as-group",
-        ADMINS,
-        "--as-group",
-        "system:masters",
-        check=check,
-    )
 
 
 @pytest.fixture(scope="module")
