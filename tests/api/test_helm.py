@@ -347,3 +347,11 @@ def test_helm_uninstall_keeps_the_crd_the_isolations_and_their_policies(
     k("get", "crd", "environmentisolations.envisolation.io")
     k("get", "enviso", "helm")
     assert {n: p["metadata"]["uid"] for n, p in k.policies("helm-a").items()} == policies
+
+
+def test_the_charts_app_version_is_the_package_version() -> None:
+    import tomllib
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["appVersion"] == project["version"]
