@@ -11,6 +11,10 @@ counting while the process is stopped. The lease is judged expired by others
 `lease_duration` after they *saw* that renewal (client-go's rule, on their own clocks),
 so with renew_deadline < lease_duration a leader stops writing before anyone else can
 start. A leader that cannot renew in time exits (Kubernetes restarts it as a standby).
+What the gate cannot stop: a request that passed it and was then held up (a process
+paused between the check and the socket write, a new TCP connection still opening) goes
+out late. The check is the last step before the request is handed to aiohttp, so the
+window is that connect; a Lease cannot fence the API server itself.
 
 The algorithm is client-go's: a candidate reads the Lease every `retry_period`; it takes
 a Lease that is free (no holder: released) or whose record has not changed for
