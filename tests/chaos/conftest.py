@@ -145,6 +145,23 @@ class Chaos:
         status = json.loads(self.etcdctl("endpoint", "status", "-w", "json"))
         return int(status[0]["Status"]["header"]["revision"])
 
+    def delete_behind_a_410(self, namespace: str, policy: str, bump_in: str) -> None:
+        """While the operator cannot watch: restart the API server (watches cut), delete
+        `policy`, and compact etcd past it, so a watch from before answers 410 Gone (proven
+        with a probe watch)."""
+        old_rv = self.kubectl.json("get", "networkpolicy", "-n", namespace, policy)[
+            "metadata"]["resourceVersion"]  # fmt: skip
+        self.hack("restart", "kube-apiserver")
+        self.kubectl("delete", "networkpolicy", "-n", namespace, policy)
+        self.kubectl("create", "configmap", "-n", bump_in, "bump-revision")
+        self.etcdctl("compaction", str(self.etcd_revision()))
+        probe = self.kubectl(
+            "get", "--raw",
+            f"/apis/networking.k8s.io/v1/networkpolicies?watch=1&resourceVersion={old_rv}"
+            "&timeoutSeconds=2",
+        )  # fmt: skip
+        assert '"code":410' in probe.stdout.replace(" ", ""), probe.stdout
+
     def api_ready(self) -> bool:
         return self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0
 

@@ -147,9 +147,9 @@ class Controller:
         if self.schedule.resync_due():
             await self.sync.load()  # also drops what a missed DELETED event left behind
         namespaces = self.sync.view.namespaces
-        batch = self.schedule.take(set(namespaces) | set(self._outcomes))
+        batch = self.schedule.take(lambda: namespaces.keys() | self._outcomes.keys())
         if batch:
-            await self._pass(batch, full=batch >= set(namespaces))
+            await self._pass(batch, full=batch >= namespaces.keys())
         await self.sync.fetch()
         await self.finalizers.reconcile(self.isolations.records(), self.remaining)
         names = [r.name for r in self.isolations.records()]

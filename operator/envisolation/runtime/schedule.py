@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 BATCH_SETTLE_SECONDS = 0.05  # after waking, let a burst of events land in one batch
 MAX_BACKOFF_SECONDS = 60.0
@@ -60,13 +60,13 @@ class Schedule:
         self._next_resync = now + self.resync_seconds
         return True
 
-    def take(self, every: Collection[str]) -> set[str]:
-        """The namespaces to plan now: all of `every` after touch_all, else the dirty ones
-        and those whose retry is due."""
+    def take(self, every: Callable[[], Collection[str]]) -> set[str]:
+        """The namespaces to plan now: all of `every()` after touch_all (asked only then: it
+        is the whole cluster), else the dirty ones and those whose retry is due."""
         if self._all:
             self._all = False
             self._dirty.clear()
-            return set(every)
+            return set(every())
         now = time.monotonic()
         due = {ns for ns, t in self._retry_at.items() if t <= now}
         batch, self._dirty = self._dirty | due, set()
