@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint fmt unit api chaos test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare helm
+.PHONY: help venv lint fmt unit api chaos dataplane test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare helm kube-router system-deps
 
 help:
 	@echo "make demo          local cluster + operator + example (Ctrl-C stops it)"
 	@echo "make test          quality gates and every test tier (what CI runs)"
 	@echo "make unit          pure tests only (seconds)"
 	@echo "make chaos         the fault-injection tier only (tests/chaos, ~10 min)"
+	@echo "make dataplane     the packet tier only (tests/dataplane; root, kube-router)"
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
 	@echo "make cluster-up    start the local control plane ($(CLUSTER_DIR)/kubeconfig)"
 	@echo "make cluster-down  stop it"
@@ -37,6 +38,13 @@ controlplane:
 helm:
 	@hack/build-helm >/dev/null
 
+kube-router:
+	@hack/build-kube-router >/dev/null
+
+# Cheap when nothing is missing; the dataplane tier needs iptables and ipset.
+system-deps:
+	@bash hack/ensure-system-deps
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check operator tests hack bench
 	$(VENV)/bin/ruff format --check operator tests hack bench
@@ -56,8 +64,11 @@ api: $(STAMP) controlplane helm
 chaos: $(STAMP) controlplane
 	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
+dataplane: $(STAMP) system-deps controlplane kube-router
+	$(PY) -m pytest tests/dataplane $(PYTEST_ARGS)
+
 # Everything CI checks. pytest exits 5 when it collects no test, which fails make.
-test: lint $(STAMP) controlplane helm
+test: lint $(STAMP) system-deps controlplane helm kube-router
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 golden: $(STAMP)

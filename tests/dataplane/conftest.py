@@ -95,7 +95,7 @@ def kubectl(cluster: Cluster) -> Kubectl:
 
 @pytest.fixture(scope="module")
 def lab(cluster: Cluster, kubectl: Kubectl, kube_router: Path) -> Iterator[Lab]:
-    work = Path(tempfile.mkdtemp(prefix="envisolation-lab-", dir=cluster.dir))
+    work = Path(tempfile.mkdtemp(prefix="envisolation-lab-"))  # kept: kube-router.log, state dumps
     with Lab(kubectl, kube_router, work, int(cluster.state()["ports"]["apiserver"])) as lab:
         yield lab
 

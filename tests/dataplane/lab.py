@@ -202,7 +202,12 @@ class Lab:
                 netns.delete(stale)
         netns.add(self.node)
         netns.ip_batch(["link set lo up", f"addr add {NODE_IP}/32 dev lo"], self.node)
-        for key, value in (("net.ipv4.ip_forward", "1"), ("net.ipv4.icmp_ratelimit", "0")):
+        # REJECT answers with ICMP, which the kernel rate-limits (per destination, and per
+        # netns: 1000/s with a burst of 50): without this, fast probing turns refusals
+        # into timeouts
+        for key, value in (("net.ipv4.ip_forward", "1"), ("net.ipv4.icmp_ratelimit", "0"),
+                           ("net.ipv4.icmp_msgs_per_sec", "1000000"),
+                           ("net.ipv4.icmp_msgs_burst", "1000000")):  # fmt: skip
             netns.run("sysctl", "-qw", f"{key}={value}", netns=self.node)
         self._thread.start()
         self.call(self._relay())
@@ -354,10 +359,11 @@ class Lab:
         self._create_pod_objects(pods, ips=[e.ip for e in eps])
         return eps
 
-    def add_external(self, name: str, ports: Sequence[Port]) -> Endpoint:
+    def add_external(self, name: str, ports: Sequence[Port], addr: str | None = None) -> Endpoint:
         """An address outside the cluster (no Pod object), reachable through the node."""
         self._next_ext += 1
-        addr = str(ipaddress.IPv4Address(EXT_BASE + self._next_ext - 1))
+        addr = addr or str(ipaddress.IPv4Address(EXT_BASE + self._next_ext - 1))
+        assert ipaddress.IPv4Address(addr) in ipaddress.IPv4Network("198.19.0.0/16")
         return self._wire(f"ext/{name}", f"{self.run}-x{self._next_ext}", addr, tuple(ports))
 
     def _wire(self, key: str, ns_name: str, addr: str, ports: tuple[Port, ...]) -> Endpoint:
@@ -410,9 +416,7 @@ class Lab:
                 server = await asyncio.start_server(serve, sock=sock)
                 ep.closers.append(server.close)
             else:
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _Echo(answer), sock=sock
-                )
+                transport, _ = await loop.create_datagram_endpoint(lambda: _Echo(answer), sock=sock)
                 ep.closers.append(transport.close)
 
     # -- packets ---------------------------------------------------------------------------
@@ -486,7 +490,9 @@ class Lab:
             if not self.router.alive():
                 raise RuntimeError("kube-router exited:\n" + self.router.tail())
             if time.monotonic() > deadline:
-                raise AssertionError(f"kube-router did not sync within {timeout}s:\n{self.router.tail()}")
+                raise AssertionError(
+                    f"kube-router did not sync within {timeout}s:\n{self.router.tail()}"
+                )
             time.sleep(0.01)
         took = time.monotonic() - t0
         self.settle_times.append(took)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.dataplane.lab import OPEN, Probe
+from tests.dataplane.lab import OPEN, REFUSED, TIMEOUT, Probe
 
 ROOT = Path(__file__).resolve().parents[2]
 Ranges = dict[str, list[tuple[int, int]]] | None  # None: every protocol and port
@@ -29,8 +29,8 @@ def parse_conn(text: str) -> Ranges:
         return None
     out: dict[str, list[tuple[int, int]]] = {}
     proto = ""
-    for tok in text.split(","):
-        tok = tok.strip()
+    for raw in text.split(","):
+        tok = raw.strip()
         if " " in tok:
             proto, tok = tok.split(" ", 1)
         lo, _, hi = tok.partition("-")
@@ -67,7 +67,9 @@ class Expected:
         srcs = self._name(p.src.key, p.src.ip, "src")
         dsts = self._name(p.dst.key, p.dst.ip, "dst")
         return any(
-            r["src"] in srcs and r["dst"] in dsts and _covers(parse_conn(r["conn"]), p.protocol, p.port)
+            r["src"] in srcs
+            and r["dst"] in dsts
+            and _covers(parse_conn(r["conn"]), p.protocol, p.port)
             for r in self.rows
         )
 
@@ -99,20 +101,22 @@ def expected(kubectl: Any, work: Path) -> Expected:
     return Expected(json.loads(res.stdout), items)
 
 
-def mismatches(
-    probes: Sequence[Probe], observed: Sequence[str], want: Expected
-) -> list[str]:
+def describe(p: Probe, want: Expected, said: str, got: str) -> str:
+    """One probe with what a failure report needs: pair, addresses, port, verdicts, policies."""
+    ns = {e.key.split("/")[0] for e in (p.src, p.dst) if e.is_pod}
+    pols = {n: want.policies_of(n) for n in sorted(ns)}
+    return (f"{p.src.key} ({p.src.ip}) -> {p.dst.key} ({p.dst.ip}) {p.protocol}/{p.port}: "
+            f"{said}, packets: {got}; policies: {pols}")  # fmt: skip
+
+
+def mismatches(probes: Sequence[Probe], observed: Sequence[str], want: Expected) -> list[str]:
     """One line per probe whose packet verdict differs from reachability's, with context."""
     out = []
     for p, got in zip(probes, observed, strict=True):
         allowed = want.allows(p)
-        if (got == OPEN) == allowed and (got == OPEN or got in ("refused", "timeout")):
+        if (got == OPEN) == allowed and got in (OPEN, REFUSED, TIMEOUT):
             continue
-        ns = {e.key.split("/")[0] for e in (p.src, p.dst) if e.is_pod}
-        pols = {n: want.policies_of(n) for n in sorted(ns)}
         out.append(
-            f"{p.src.key} ({p.src.ip}) -> {p.dst.key} ({p.dst.ip}) {p.protocol}/{p.port}: "
-            f"reachability says {'allowed' if allowed else 'denied'}, packets: {got}; "
-            f"policies: {pols}"
+            describe(p, want, f"reachability says {'allowed' if allowed else 'denied'}", got)
         )
     return out
