@@ -63,7 +63,7 @@ class Port:
     name: str = ""
 
 
-@dataclass
+@dataclass(eq=False)  # one object per endpoint: compared and hashed by identity
 class Endpoint:
     key: str  # "ns/name" of a pod; "ext/name" of an external address
     netns: str

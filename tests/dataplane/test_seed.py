@@ -73,7 +73,13 @@ def prod_enforce(spec: dict[str, Any]) -> None:
 
 
 def same_segment_deny(spec: dict[str, Any]) -> None:
+    """sameSegment: Deny; with Egress isolated the frontend also needs its egress declared."""
     spec["sameSegment"] = "Deny"
+    spec["allow"].append({
+        "name": "frontend-calls-backend", "podSelector": {"matchLabels": {"app": "frontend"}},
+        "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "backend"}}}],
+                    "ports": [{"protocol": "TCP", "port": 80}]}],
+    })  # fmt: skip
 
 
 def converged(kubectl: Kubectl) -> None:
@@ -142,8 +148,11 @@ def test_seed_picture_by_packets(
     # 1. As the example ships: prod in Audit, so nothing is written there and prod is open.
     apply_and_settle(lab, kubectl, isolation())
     _, seen = check(lab, kubectl, seed, tmp_path)
-    assert verdict(seen, "dev/frontend", "prod/backend", "TCP", 81) == OPEN  # Audit: open
-    assert verdict(seen, "prod/frontend", "dev/backend", "TCP", 80) != OPEN  # dev enforces
+    # a pod outside every segment reaches prod (Audit: not isolated) but not dev (Enforce);
+    # dev's own pods cannot reach prod either: dev isolates its egress
+    assert verdict(seen, "kube-system/dns", "prod/backend", "TCP", 81) == OPEN
+    assert verdict(seen, "kube-system/dns", "dev/backend", "TCP", 81) != OPEN
+    assert verdict(seen, "dev/frontend", "prod/backend", "TCP", 81) != OPEN
     matrix = verify_matrix(kubectl, tmp_path)
     assert matrix["dev->test"] == "isolated"
 
@@ -241,26 +250,35 @@ def _until_denied(lab: Lab, probes: Sequence[Probe], t0: float, timeout: float =
     raise AssertionError(f"still open after {timeout}s")
 
 
-@pytest.mark.parametrize("mode", ["Audit", "Off"])
-def test_audit_and_off_leave_traffic_open_until_enforced(
-    lab: Lab, kubectl: Kubectl, seed: dict[str, Endpoint], tmp_path: Path, mode: str
+def test_off_and_audit_leave_traffic_open_until_enforced(
+    lab: Lab, kubectl: Kubectl, seed: dict[str, Endpoint], tmp_path: Path
 ) -> None:
-    def dev_mode(spec: dict[str, Any]) -> None:
-        spec["segments"][0]["enforcement"] = mode
+    """Off removes dev's policies and Audit writes none, so dev is open to a pod outside
+    every segment; Enforce closes it, timed from `kubectl apply` to the first round of
+    probes all denied. (Audit straight after Enforce would leave the old policies in
+    place: Audit never writes, so it is reached through Off, as a rollout does.)"""
 
-    apply_and_settle(lab, kubectl, isolation(p=prod_enforce, d=dev_mode))
-    _, seen = check(lab, kubectl, seed, tmp_path)
-    into_dev = [
-        Probe(seed[f"{s}/frontend"], seed["dev/backend"], "TCP", 81) for s in ("test", "prod")
-    ]
-    assert all(seen[p] == OPEN for p in into_dev), f"{mode}: dev should be open"
-    t0 = time.monotonic()
-    kubectl.apply(json.dumps(isolation(p=prod_enforce)))
-    closed_s = _until_denied(lab, into_dev, t0)
-    eventually(lambda: converged(kubectl) is None, timeout=60, interval=0.1)
-    lab.settle()
-    check(lab, kubectl, seed, tmp_path)
-    record(f"{mode.lower()}_to_enforce", closed_after_s=round(closed_s, 3))
+    def dev(mode: str) -> Callable[[dict[str, Any]], None]:
+        def change(spec: dict[str, Any]) -> None:
+            spec["segments"][0]["enforcement"] = mode
+
+        return change
+
+    into_dev = [Probe(seed["kube-system/dns"], seed[f"dev/{app}"], "TCP", 81) for app in APPS]
+    figures: dict[str, float] = {}
+    for steps in (("Off",), ("Off", "Audit")):
+        for mode in steps:
+            apply_and_settle(lab, kubectl, isolation(p=prod_enforce, d=dev(mode)))
+            _, seen = check(lab, kubectl, seed, tmp_path)
+            assert all(seen[p] == OPEN for p in into_dev), f"dev in {mode} should be open"
+        t0 = time.monotonic()
+        kubectl.apply(json.dumps(isolation(p=prod_enforce)))
+        closed_s = _until_denied(lab, into_dev, t0)
+        eventually(lambda: converged(kubectl) is None, timeout=60, interval=0.1)
+        lab.settle()
+        check(lab, kubectl, seed, tmp_path)
+        figures[f"{steps[-1].lower()}_to_enforce_closed_s"] = round(closed_s, 3)
+    record("audit_off_to_enforce", **figures)
 
 
 def exposed(kubectl: Kubectl) -> dict[str, Any]:
