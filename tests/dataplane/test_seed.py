@@ -202,8 +202,13 @@ def test_never_open_during_a_move_or_a_join(
     lab.settle()
     others = [seed[f"{s}/{a}"] for s in SEGMENTS for a in APPS]
     figures: dict[str, Any] = {}
-    for name, ns, new_labels in (("move dev->prod", "mover", {"environment": "prod"}),
-                                 ("join test", "joiner", {"environment": "test"})):  # fmt: skip
+    changes = (("move dev->prod", "mover", {"environment": "prod"}),
+               ("move prod->dev", "mover", {"environment": "dev"}),
+               ("move dev->prod again", "mover", {"environment": "prod"}),
+               ("join test", "joiner", {"environment": "test"}),
+               ("leave test", "joiner", {}),
+               ("join test again", "joiner", {"environment": "test"}))  # fmt: skip
+    for name, ns, new_labels in changes:
         moving = [e for e in extra if e.key.startswith(ns + "/")]
         probes = [
             Probe(a, b, proto, port) for a in others for b in moving for proto, port in PROBED
