@@ -218,14 +218,44 @@ def _template(body: Mapping[str, Any]) -> Mapping[str, Any]:
     return spec.get("template") or {}
 
 
-def parse_workload(body: Mapping[str, Any]) -> Workload:
+Owners = Mapping[tuple[str, str, str], tuple[str, str]]  # (ns, kind, name) -> its owner
+
+
+def controller_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The (kind, name) of an object's controlling owner, if it has one."""
+    for o in meta.get("ownerReferences") or []:
+        if isinstance(o, Mapping) and o.get("controller") and o.get("kind") and o.get("name"):
+            return str(o["kind"]), str(o["name"])
+    return None
+
+
+def workload_name(body: Mapping[str, Any], owners: Owners) -> tuple[str, str]:
+    """(kind, name) an object is listed as, as netpol-analyzer's `list` names endpoints.
+
+    A pod is named after its controlling owner (a pod without one, or one owned by its
+    Node, a static pod, is the pod itself); an owner that is itself owned by an object of
+    the input is followed up the chain (a ReplicaSet to its Deployment, a Job to its
+    CronJob); where the chain leaves the input, the last owner known names it.
+    """
     meta = body.get("metadata") or {}
-    kind = str(body.get("kind"))
-    name = str(meta.get("name") or "")
-    if kind == "Pod":
-        owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
-        if owner is not None:
-            kind, name = str(owner.get("kind")), str(owner.get("name"))
+    ns = str(meta.get("namespace") or "default")
+    kind, name = str(body.get("kind")), str(meta.get("name") or "")
+    owner = controller_of(meta)
+    pod_owned = kind == "Pod" and owner is not None and owner[0] != "Node"
+    if owner is not None and (pod_owned or (ns, kind, name) in owners):
+        kind, name = owner
+    seen = {(kind, name)}
+    while (ns, kind, name) in owners:
+        kind, name = owners[(ns, kind, name)]
+        if (kind, name) in seen:  # a cycle of owner references: stop where it repeats
+            break
+        seen.add((kind, name))
+    return kind, name
+
+
+def parse_workload(body: Mapping[str, Any], owners: Owners | None = None) -> Workload:
+    meta = body.get("metadata") or {}
+    kind, name = workload_name(body, owners or {})
     tmpl = _template(body)
     labels = (tmpl.get("metadata") or {}).get("labels") or {}
     ports = []

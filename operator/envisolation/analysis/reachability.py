@@ -32,6 +32,7 @@ from envisolation.analysis.netpol import (
     PortRule,
     Rule,
     Workload,
+    controller_of,
     parse_policy,
     parse_workload,
 )
@@ -84,6 +85,15 @@ class Cluster:
 
 def build(objects: Iterable[Mapping[str, Any]]) -> tuple[Cluster, list[str]]:
     """Objects -> a Cluster, and notes about what was skipped."""
+    objects = list(objects)
+    owners: dict[tuple[str, str, str], tuple[str, str]] = {}
+    for obj in objects:  # who owns the workloads of the input, for naming their pods
+        meta = obj.get("metadata") or {}
+        owner = controller_of(meta)
+        if obj.get("kind") in WORKLOAD_KINDS and obj.get("kind") != "Pod" and owner:
+            owners[
+                (str(meta.get("namespace") or "default"), str(obj["kind"]), str(meta.get("name")))
+            ] = owner
     workloads: dict[str, Workload] = {}
     policies = []
     namespaces: dict[str, dict[str, str]] = {}
@@ -97,7 +107,7 @@ def build(objects: Iterable[Mapping[str, Any]]) -> tuple[Cluster, list[str]]:
             name = str(meta.get("name"))
             namespaces[name] = {**(meta.get("labels") or {}), "kubernetes.io/metadata.name": name}
         elif kind in WORKLOAD_KINDS:
-            w = parse_workload(obj)
+            w = parse_workload(obj, owners)
             workloads.setdefault(str(w), w)
         else:
             notes.append(f"skipping {kind} {(obj.get('metadata') or {}).get('name', '')}")

@@ -1,4 +1,4 @@
-"""`envisolation run | render` and `--version`."""
+"""The `envisolation` command: `run`, `render`, `verify`, `reachability` and `--version`."""
 
 from __future__ import annotations
 
@@ -6,70 +6,25 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
 
 from envisolation import __version__
+from envisolation.cli.inputs import (
+    InputError,
+    load_isolations,
+    load_namespaces,
+    read_dir,
+    read_files,
+)
 from envisolation.policy.render import RenderContext, decide
 from envisolation.spec import constants as c
 from envisolation.spec.kinds import PolicyDict
 from envisolation.spec.model import EnvironmentIsolation, InvalidSpec, NamespaceFacts
 
 EXIT_USAGE = 2
-
-
-class InputError(Exception):
-    """Bad input for an offline command: printed as `error: ...`, exit code 2."""
-
-
-def _documents(path: str) -> Iterator[Mapping[str, Any]]:
-    """Every object in a YAML/JSON file: multi-document streams and `List` kinds flattened."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    except OSError as e:
-        raise InputError(f"{path}: {e.strerror or e}") from e
-    try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML: {e}") from e
-    for doc in docs:
-        if doc is None:
-            continue
-        if not isinstance(doc, Mapping):
-            raise InputError(f"{path}: expected Kubernetes objects, found {type(doc).__name__}")
-        if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
-            yield from (i for i in doc["items"] if isinstance(i, Mapping))
-        else:
-            yield doc
-
-
-def load_isolations(path: str) -> list[EnvironmentIsolation]:
-    out = []
-    for doc in _documents(path):
-        if doc.get("kind") != c.KIND:
-            continue
-        try:
-            out.append(EnvironmentIsolation.from_body(doc))
-        except InvalidSpec as e:
-            name = (doc.get("metadata") or {}).get("name", "?")
-            raise InputError(f"{path}: EnvironmentIsolation {name}: {e}") from e
-    if not out:
-        raise InputError(f"{path}: no EnvironmentIsolation found")
-    return out
-
-
-def load_namespaces(path: str) -> list[NamespaceFacts]:
-    out = []
-    for i, doc in enumerate(_documents(path)):
-        if doc.get("kind") not in ("Namespace", None):
-            continue
-        if not (doc.get("metadata") or {}).get("name"):
-            raise InputError(f"{path}: object {i} has no metadata.name")
-        out.append(NamespaceFacts.from_body(doc))
-    return out
 
 
 def render_all(
@@ -101,34 +56,24 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-def read_dir(root: str) -> list[Mapping[str, Any]]:
-    """Every object in every .yaml, .yml and .json file under `root`, recursively."""
-    base = Path(root)
-    if not base.exists():
-        raise InputError(f"{root}: no such file or directory")
-    files = (
-        [base]
-        if base.is_file()
-        else sorted(p for p in base.rglob("*") if p.suffix in MANIFEST_SUFFIXES)
-    )
-    out: list[Mapping[str, Any]] = []
-    for f in files:
-        out.extend(d for d in _documents(str(f)) if d.get("kind"))
-    return out
-
-
 def cmd_reachability(args: argparse.Namespace) -> int:
     from envisolation.analysis import reachability as r
+    from envisolation.analysis.netpol import WORKLOAD_KINDS
 
+    files = read_files(args.dir)
+    read = ("Namespace", "NetworkPolicy", *WORKLOAD_KINDS)
+    for f, objs in files:  # never read a file as empty without saying so
+        if not any(o.get("kind") in read for o in objs):
+            print(f"warning: {f}: no Namespace, NetworkPolicy, Pod or workload found",
+                  file=sys.stderr)  # fmt: skip
     try:
-        cluster, notes = r.build(read_dir(args.dir))
+        cluster, notes = r.build(obj for _, objs in files for obj in objs)
     except InvalidSpec as e:
         raise InputError(str(e)) from e
     for note in sorted(set(notes)):
         print(f"note: {note}", file=sys.stderr)
+    if not cluster.workloads:
+        raise InputError(f"{args.dir}: no Pod or workload found, nothing to analyse")
     rows = [(str(x.src), str(x.dst), str(x.conns)) for x in r.connlist(cluster)]
     sys.stdout.write(format_rows(rows, args.output))
     return 0
