@@ -75,8 +75,39 @@ def cmd_reachability(args: argparse.Namespace) -> int:
     if not cluster.workloads:
         raise InputError(f"{args.dir}: no Pod or workload found, nothing to analyse")
     rows = [(str(x.src), str(x.dst), str(x.conns)) for x in r.connlist(cluster)]
-    sys.stdout.write(format_rows(rows, args.output))
+    if args.output in PICTURES:
+        from envisolation.analysis.graph import reachability_dot
+
+        picture(reachability_dot(rows), args.output)
+    else:
+        sys.stdout.write(format_rows(rows, args.output))
     return 0
+
+
+PICTURES = ("dot", "svg", "png")
+GRAPHVIZ_MISSING = (
+    "-o {fmt} needs Graphviz's `dot` on PATH: install Graphviz (Debian/Ubuntu: "
+    "apt-get install graphviz; Fedora: dnf install graphviz; macOS: brew install graphviz), "
+    "or use -o dot and render it elsewhere"
+)
+
+
+def picture(dot: str, fmt: str) -> None:
+    """DOT text as is, or rendered by Graphviz (`dot -Tsvg|png`) to stdout."""
+    if fmt == "dot":
+        sys.stdout.write(dot)
+        return
+    import shutil
+    import subprocess
+
+    exe = shutil.which("dot")
+    if exe is None:
+        raise InputError(GRAPHVIZ_MISSING.format(fmt=fmt))
+    res = subprocess.run([exe, f"-T{fmt}"], input=dot.encode(), capture_output=True, check=False)
+    if res.returncode != 0:
+        raise InputError(f"Graphviz failed: {res.stderr.decode(errors='replace').strip()}")
+    sys.stdout.buffer.write(res.stdout)
+    sys.stdout.flush()
 
 
 def format_rows(rows: Sequence[tuple[str, str, str]], fmt: str) -> str:
@@ -123,6 +154,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise InputError("no EnvironmentIsolation found")
     if args.output == "json":
         print(json.dumps([r.as_dict() for r in reports], indent=2))
+    elif args.output in PICTURES:
+        from envisolation.analysis.graph import verify_dot
+
+        isolations = [EnvironmentIsolation.from_body(o) for o in objects if o.get("kind") == c.KIND]
+        picture(verify_dot(reports, isolations), args.output)
     else:
         sys.stdout.write(verify.format_text(reports))
     return 1 if any(r.exposures for r in reports) else 0
@@ -230,7 +266,10 @@ def parser() -> argparse.ArgumentParser:
     reach.add_argument(
         "dir", metavar="DIR", help="a directory (recursively) or a file of manifests"
     )
-    reach.add_argument("-o", "--output", choices=["txt", "json", "csv", "md"], default="txt")
+    reach.add_argument(
+        "-o", "--output", choices=["txt", "json", "csv", "md", *PICTURES], default="txt",
+        help="dot: a Graphviz graph; svg, png: rendered by Graphviz's `dot`",
+    )  # fmt: skip
     reach.set_defaults(func=cmd_reachability)
 
     ver = sub.add_parser(
@@ -238,7 +277,10 @@ def parser() -> argparse.ArgumentParser:
         help="check that every cross-segment path is declared (exit 0), or list exposures (exit 1)",
     )
     ver.add_argument("--from", dest="from_dir", metavar="DIR", help="offline: manifests under DIR")
-    ver.add_argument("-o", "--output", choices=["txt", "json"], default="txt")
+    ver.add_argument(
+        "-o", "--output", choices=["txt", "json", *PICTURES], default="txt",
+        help="dot: segments and allowed paths as a Graphviz graph; svg, png: rendered by `dot`",
+    )  # fmt: skip
     ver.add_argument("--operator-namespace", default=c.DEFAULT_OPERATOR_NAMESPACE)
     ver.set_defaults(func=cmd_verify)
     return ap

@@ -26,7 +26,8 @@ class InputError(Exception):
 
 def _json_stream(text: str) -> list[Any] | None:
     """Concatenated JSON documents, or None when the text is not that."""
-    decoder, docs, i = json.JSONDecoder(), [], 0
+    decoder, i = json.JSONDecoder(), 0
+    docs: list[Any] = []
     while True:
         while i < len(text) and text[i].isspace():
             i += 1
@@ -45,6 +46,7 @@ def _documents(path: str) -> Iterator[Mapping[str, Any]]:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
     except OSError as e:
         raise InputError(f"{path}: {e.strerror or e}") from e
+    docs: list[Any] | None
     try:
         docs = list(yaml.safe_load_all(text))
     except yaml.YAMLError as e:

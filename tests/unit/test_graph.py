@@ -1,0 +1,120 @@
+"""Pictures: `verify -o dot|svg|png` and `reachability -o dot|svg|png`, checked by parsing
+the graph (Graphviz's own `dot -Tjson` reads our DOT), never by comparing bytes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DOT = shutil.which("dot")
+
+
+def run(*args: str, path: str = "/usr/bin:/bin") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "envisolation", *args], capture_output=True,
+                          cwd=ROOT, check=False,
+                          env={"PYTHONPATH": str(ROOT / "operator"), "PATH": path})  # fmt: skip
+
+
+def graph(dot_text: bytes) -> tuple[dict[str, str], list[tuple[str, str, dict[str, Any]]]]:
+    """Nodes (name -> label) and edges (tail, head, attributes) as Graphviz reads them."""
+    assert DOT, "Graphviz is installed by hack/ensure-system-deps"
+    out = subprocess.run([DOT, "-Tjson"], input=dot_text, capture_output=True, check=True).stdout
+    g = json.loads(out)
+    objs = g.get("objects", [])
+    nodes = {o["name"]: o.get("label", o["name"]) for o in objs if "nodes" not in o}
+    by_id = {o["_gvid"]: o["name"] for o in objs if "nodes" not in o}
+    edges = [(by_id[e["tail"]], by_id[e["head"]], e) for e in g.get("edges", [])]
+    return nodes, edges
+
+
+@pytest.fixture
+def exposed_example(tmp_path: Path) -> Path:
+    """The three-segment example, its namespaces, and a tenant policy reopening dev -> test."""
+    shutil.copy(ROOT / "examples" / "three-segments.yaml", tmp_path / "iso.yaml")
+    nss = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": s, "labels": {"environment": s}}}
+           for s in ("dev", "test", "prod")]  # fmt: skip
+    tenant = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": "tenant-admit-dev", "namespace": "test"},
+              "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+                       "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"environment": "dev"}}}],
+                                    "ports": [{"protocol": "TCP", "port": 80}]}]}}  # fmt: skip
+    egress = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": "tenant-call-test", "namespace": "dev"},
+              "spec": {"podSelector": {}, "policyTypes": ["Egress"],
+                       "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"environment": "test"}}}]}]}}  # fmt: skip
+    (tmp_path / "cluster.yaml").write_text(yaml.safe_dump_all([*nss, tenant, egress]))
+    # the operator's policies, as `envisolation render` says it keeps them
+    (tmp_path / "ns.yaml").write_text(yaml.safe_dump_all(nss))
+    rendered = run(
+        "render", "-f", str(tmp_path / "iso.yaml"), "--namespaces", str(tmp_path / "ns.yaml")
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    (tmp_path / "managed.yaml").write_bytes(rendered.stdout)
+    return tmp_path
+
+
+def test_verify_dot_has_segments_declared_paths_and_red_exposures(exposed_example: Path) -> None:
+    res = run("verify", "--from", str(exposed_example), "-o", "dot")
+    assert res.returncode == 1, res.stderr  # an exposure: the exit code says so in every format
+    nodes, edges = graph(res.stdout)
+    assert sorted(nodes) == ["environments/dev", "environments/prod", "environments/test"]
+    pairs = {(a.split("/")[1], b.split("/")[1]): e for a, b, e in edges}
+    declared = {k for k, e in pairs.items() if e.get("color") != "red"}
+    assert {("dev", "dev"), ("test", "test"), ("prod", "prod"), ("test", "prod")} <= declared
+    assert "TCP 8443" in pairs[("test", "prod")]["label"]
+    red = [(a, b, e) for a, b, e in edges if e.get("color") == "red"]
+    assert [(a, b) for a, b, _ in red] == [("environments/dev", "environments/test")]
+    assert "tenant-admit-dev" in red[0][2]["label"] and "TCP 80" in red[0][2]["label"]
+    assert ("test", "dev") not in pairs and ("prod", "dev") not in pairs  # isolated: no edge
+
+
+@pytest.mark.parametrize(("fmt", "magic"), [("svg", b"<svg"), ("png", b"\x89PNG")])
+def test_verify_renders_the_example_as_an_image(
+    exposed_example: Path, tmp_path: Path, fmt: str, magic: bytes
+) -> None:
+    res = run("verify", "--from", str(exposed_example), "-o", fmt)
+    assert res.returncode == 1, res.stderr
+    image = tmp_path / f"example.{fmt}"
+    image.write_bytes(res.stdout)
+    assert image.stat().st_size > 1000 and magic in res.stdout[:400]
+
+
+def test_reachability_dot_groups_workloads_by_namespace(tmp_path: Path) -> None:
+    def dep(ns: str, name: str) -> dict[str, Any]:
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+                "spec": {"template": {"metadata": {"labels": {"app": name}}}}}  # fmt: skip
+
+    deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "only-web", "namespace": "shop"},
+            "spec": {"podSelector": {"matchLabels": {"app": "db"}}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}],
+                                  "ports": [{"protocol": "TCP", "port": 5432}]}]}}  # fmt: skip
+    (tmp_path / "in.yaml").write_text(
+        yaml.safe_dump_all([dep("shop", "web"), dep("shop", "db"), dep("ops", "cron"), deny])
+    )
+    res = run("reachability", str(tmp_path), "-o", "dot")
+    assert res.returncode == 0, res.stderr
+    text = res.stdout.decode()
+    assert "subgraph cluster_ns_0" in text and 'label="ops"' in text and 'label="shop"' in text
+    nodes, edges = graph(res.stdout)
+    assert {"shop/web[Deployment]", "shop/db[Deployment]", "ops/cron[Deployment]"} <= set(nodes)
+    into_db = {(a, e["label"]) for a, b, e in edges if b == "shop/db[Deployment]"}
+    assert into_db == {("shop/web[Deployment]", "TCP 5432")}
+
+
+def test_without_graphviz_the_error_says_how_to_install_it(
+    exposed_example: Path, tmp_path: Path
+) -> None:
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    res = run("verify", "--from", str(exposed_example), "-o", "svg", path=str(bare))
+    assert res.returncode == 2
+    assert b"install Graphviz" in res.stderr and b"apt-get install graphviz" in res.stderr
