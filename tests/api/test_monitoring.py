@@ -175,3 +175,38 @@ def test_metrics_endpoint_serves_the_series(
     assert 'envisolation_policies_written_total{action="create"}' in text
     assert "envisolation_reconcile_duration_seconds_bucket" in text
     assert "envisolation_policies_repaired_total" in text
+
+
+def test_explain_against_the_cluster(
+    kubectl: Kubectl, operator: Operator, make_iso, make_ns
+) -> None:
+    """`envisolation explain` reads the live cluster (isolations, namespaces, pods,
+    policies) through the kubeconfig, as a user runs it."""
+    label = f"exp.test/{secrets.token_hex(4)}"
+    iso = make_iso(label, isolate=["Ingress"])
+    dev, prod = make_ns({label: "dev"}), make_ns({label: "prod"})
+    for ns in (dev, prod):
+        eventually(lambda ns=ns: holds_exactly(kubectl, iso, ns))
+    for ns, name in ((dev, "client"), (prod, "server")):
+        body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "envisolation.invalid/x"}]}}  # fmt: skip
+        eventually(
+            lambda b=body: (
+                kubectl("apply", "-f", "-", input=json.dumps(b), check=False).returncode == 0
+            )
+        )  # SA may lag
+
+    def explain(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**kubectl.env, "PYTHONPATH": str(ROOT / "operator")}
+        return subprocess.run([sys.executable, "-m", "envisolation", "explain", *args],
+                              capture_output=True, text=True, env=env, check=False)  # fmt: skip
+
+    res = explain(f"{dev}/client", f"{prod}/server", "--port", "TCP/80")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"{dev}/client[Pod] -> {prod}/server[Pod] on TCP 80: DENIED" in res.stdout
+    assert f"the default-deny {prod}/envisolation-default-deny isolates it" in res.stdout
+    assert f"segments: dev -> prod is NOT declared in {iso}'s spec" in res.stdout
+    res = explain(f"{prod}/server", f"{dev}/client")  # dev isolates only ingress too
+    assert res.returncode == 1
+    res = explain(f"{dev}/client", f"{dev}/client-nope")
+    assert res.returncode == 2 and "no workload or pod of that name" in res.stderr

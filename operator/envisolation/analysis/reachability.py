@@ -83,17 +83,22 @@ class Cluster:
     namespaces: Mapping[str, Mapping[str, str]]  # name -> labels (with the implied name label)
 
 
-def build(objects: Iterable[Mapping[str, Any]]) -> tuple[Cluster, list[str]]:
-    """Objects -> a Cluster, and notes about what was skipped."""
-    objects = list(objects)
+def owners_of(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """Who controls each workload object of the input, for naming the pods they own."""
     owners: dict[tuple[str, str, str], tuple[str, str]] = {}
-    for obj in objects:  # who owns the workloads of the input, for naming their pods
+    for obj in objects:
         meta = obj.get("metadata") or {}
         owner = controller_of(meta)
         if obj.get("kind") in WORKLOAD_KINDS and obj.get("kind") != "Pod" and owner:
-            owners[
-                (str(meta.get("namespace") or "default"), str(obj["kind"]), str(meta.get("name")))
-            ] = owner
+            ns = str(meta.get("namespace") or "default")
+            owners[(ns, str(obj["kind"]), str(meta.get("name")))] = owner
+    return owners
+
+
+def build(objects: Iterable[Mapping[str, Any]]) -> tuple[Cluster, list[str]]:
+    """Objects -> a Cluster, and notes about what was skipped."""
+    objects = list(objects)
+    owners = owners_of(objects)
     workloads: dict[str, Workload] = {}
     policies = []
     namespaces: dict[str, dict[str, str]] = {}

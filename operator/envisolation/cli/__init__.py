@@ -1,4 +1,4 @@
-"""The `envisolation` command: `run`, `render`, `verify`, `reachability` and `--version`."""
+"""The `envisolation` command: `run`, `render`, `verify`, `reachability`, `explain`, `--version`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from envisolation import __version__
+from envisolation.cli import explain
 from envisolation.cli.inputs import (
     InputError,
     load_isolations,
@@ -283,6 +284,7 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     ver.add_argument("--operator-namespace", default=c.DEFAULT_OPERATOR_NAMESPACE)
     ver.set_defaults(func=cmd_verify)
+    explain.add_parser(sub)
     return ap
 
 

@@ -252,14 +252,17 @@ class Kube:
                 raise
         API_WRITES.labels("status").inc()
 
-    async def list_for_verify(self) -> list[Mapping[str, Any]]:
-        """EnvironmentIsolations, Namespaces and NetworkPolicies, as plain objects."""
+    async def list_for_verify(self, pods: bool = False) -> list[Mapping[str, Any]]:
+        """EnvironmentIsolations, Namespaces and NetworkPolicies (and Pods), as plain objects."""
         out: list[Mapping[str, Any]] = []
-        for kind, path in (
+        kinds = [
             (c.KIND, f"/apis/{c.GROUP}/{c.VERSION}/{c.PLURAL}"),
             ("Namespace", PATHS["namespaces"]),
             ("NetworkPolicy", PATHS["networkpolicies"]),
-        ):
+        ]
+        if pods:  # for the CLI (explain), never on the operator's hot path
+            kinds.append(("Pod", "/api/v1/pods"))
+        for kind, path in kinds:
             async for items, _ in self._pages(path):
                 out.extend({**item, "kind": kind} for item in items)
         return out
