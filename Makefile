@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint fmt unit api chaos dataplane test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare helm kube-router system-deps
+.PHONY: help venv lint fmt unit api chaos dataplane test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare helm kube-router cyclonus-harness system-deps
 
 help:
 	@echo "make demo          local cluster + operator + example (Ctrl-C stops it)"
@@ -41,6 +41,9 @@ helm:
 kube-router:
 	@hack/build-kube-router >/dev/null
 
+cyclonus-harness:
+	@hack/build-cyclonus-harness >/dev/null
+
 # Cheap when nothing is missing; the dataplane tier needs iptables and ipset.
 system-deps:
 	@bash hack/ensure-system-deps
@@ -68,7 +71,7 @@ dataplane: $(STAMP) system-deps controlplane kube-router
 	$(PY) -m pytest tests/dataplane $(PYTEST_ARGS)
 
 # Everything CI checks. pytest exits 5 when it collects no test, which fails make.
-test: lint $(STAMP) system-deps controlplane helm kube-router
+test: lint $(STAMP) system-deps controlplane helm kube-router cyclonus-harness
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 golden: $(STAMP)
