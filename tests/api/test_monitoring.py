@@ -143,6 +143,16 @@ def test_verify_against_the_cluster_exits_1_on_an_exposure_and_0_without(
     res = verify()
     assert mine(res)["exposures"] == []
     assert mine(res)["matrix"]["dev->prod"] == "isolated"
+    assert mine(res)["notIsolatable"] == []
+    # a hostNetwork pod in a segment namespace: NetworkPolicy cannot isolate it
+    hosted = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent", "namespace": dev},
+              "spec": {"hostNetwork": True, "containers": [{"name": "c", "image": "envisolation.invalid/x"}]}}  # fmt: skip
+    eventually(
+        lambda: kubectl("apply", "-f", "-", input=json.dumps(hosted), check=False).returncode == 0
+    )
+    res = verify()
+    assert res.returncode == 0, res.stderr  # not an exposure: listed, the exit code unchanged
+    assert mine(res)["notIsolatable"] == [f"dev: {dev}/agent[Pod]"]
 
 
 def test_metrics_endpoint_serves_the_series(

@@ -118,3 +118,23 @@ def test_without_graphviz_the_error_says_how_to_install_it(
     res = run("verify", "--from", str(exposed_example), "-o", "svg", path=str(bare))
     assert res.returncode == 2
     assert b"install Graphviz" in res.stderr and b"apt-get install graphviz" in res.stderr
+
+
+def test_verify_lists_host_network_pods_as_not_isolatable(exposed_example: Path) -> None:
+    hosted = [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "node-agent", "namespace": "dev"},
+         "spec": {"hostNetwork": True, "containers": [{"name": "c", "image": "i"}]}},
+        {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "exporter", "namespace": "prod"},
+         "spec": {"template": {"spec": {"hostNetwork": True, "containers": [{"name": "c", "image": "i"}]}}}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "elsewhere", "namespace": "kube-system"},
+         "spec": {"hostNetwork": True, "containers": [{"name": "c", "image": "i"}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "normal", "namespace": "dev"},
+         "spec": {"hostNetwork": False, "containers": [{"name": "c", "image": "i"}]}},
+    ]  # fmt: skip
+    (exposed_example / "hosted.yaml").write_text(yaml.safe_dump_all(hosted))
+    res = run("verify", "--from", str(exposed_example), "-o", "json")
+    report = json.loads(res.stdout)[0]
+    assert report["notIsolatable"] == ["dev: dev/node-agent[Pod]", "prod: prod/exporter[DaemonSet]"]
+    text = run("verify", "--from", str(exposed_example)).stdout.decode()
+    assert "2 not isolatable (hostNetwork: no NetworkPolicy applies to them):" in text
+    assert "  dev: dev/node-agent[Pod]" in text

@@ -208,7 +208,7 @@ def parse_policy(body: Mapping[str, Any]) -> Policy:
     )
 
 
-def _template(body: Mapping[str, Any]) -> Mapping[str, Any]:
+def pod_template(body: Mapping[str, Any]) -> Mapping[str, Any]:
     kind = body.get("kind")
     spec = body.get("spec") or {}
     if kind == "Pod":
@@ -256,7 +256,7 @@ def workload_name(body: Mapping[str, Any], owners: Owners) -> tuple[str, str]:
 def parse_workload(body: Mapping[str, Any], owners: Owners | None = None) -> Workload:
     meta = body.get("metadata") or {}
     kind, name = workload_name(body, owners or {})
-    tmpl = _template(body)
+    tmpl = pod_template(body)
     labels = (tmpl.get("metadata") or {}).get("labels") or {}
     ports = []
     for c in ((tmpl.get("spec") or {}).get("containers") or []) + (

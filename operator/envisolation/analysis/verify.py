@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envisolation.analysis.exposure import Exposure, Member, find
-from envisolation.analysis.netpol import Policy, parse_policy
+from envisolation.analysis.netpol import WORKLOAD_KINDS, Policy, parse_policy, pod_template
 from envisolation.policy.plan import owned
 from envisolation.policy.render import NamespaceState, RenderContext, decide
 from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
@@ -23,6 +23,7 @@ class Report:
     namespaces: int
     matrix: Mapping[tuple[str, str], str]  # (source, destination) -> allowed | exposed | isolated
     exposures: tuple[Exposure, ...]
+    not_isolatable: tuple[str, ...] = ()  # hostNetwork pods/workloads in member namespaces
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -31,6 +32,7 @@ class Report:
             "segments": list(self.segments),
             "matrix": {f"{a}->{b}": v for (a, b), v in sorted(self.matrix.items())},
             "exposures": [e.as_status() for e in self.exposures],
+            "notIsolatable": list(self.not_isolatable),
         }
 
 
@@ -74,6 +76,7 @@ def report(
     policies: Sequence[Policy],
     managed: AbstractSet[tuple[str, str]],
     ctx: RenderContext,
+    host_network: Sequence[tuple[str, str]] = (),
 ) -> Report:
     mine = members(iso, isolations, namespaces, ctx)
     names = {m.name for m in mine}
@@ -86,11 +89,33 @@ def report(
         for a in segs
         for b in segs
     }
-    return Report(iso.name, segs, len(mine), matrix, found)
+    seg_of = {m.name: m.segment for m in mine}
+    hosted = tuple(sorted(f"{seg_of[ns]}: {name}" for ns, name in host_network if ns in seg_of))
+    return Report(iso.name, segs, len(mine), matrix, found, hosted)
+
+
+def host_network(objects: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(namespace, `ns/name[Kind]`) of pods and workloads that use the host's network.
+
+    NetworkPolicy does not apply to such pods at all: a namespace's default-deny cannot
+    isolate them.
+    """
+    out = []
+    for o in objects:
+        kind = o.get("kind")
+        if kind not in WORKLOAD_KINDS:
+            continue
+        spec = pod_template(o).get("spec") or {}
+        if spec.get("hostNetwork") is True:
+            meta = o.get("metadata") or {}
+            ns = str(meta.get("namespace") or "default")
+            out.append((ns, f"{ns}/{meta.get('name')}[{kind}]"))
+    return out
 
 
 def reports_from_objects(objects: Sequence[Mapping[str, Any]], ctx: RenderContext) -> list[Report]:
-    """Offline and live alike: EnvironmentIsolations, Namespaces and NetworkPolicies in."""
+    """Offline and live alike: EnvironmentIsolations, Namespaces, NetworkPolicies (and the
+    pods and workloads, for hostNetwork) in."""
     isolations = [
         EnvironmentIsolation.from_body(o)
         for o in objects
@@ -106,7 +131,8 @@ def reports_from_objects(objects: Sequence[Mapping[str, Any]], ctx: RenderContex
         for p, o in zip(policies, raw, strict=True)
         if owned(o.get("metadata") or {}, strict=False)
     }
-    return [report(i, isolations, namespaces, policies, managed, ctx) for i in isolations]
+    hosted = host_network(objects)
+    return [report(i, isolations, namespaces, policies, managed, ctx, hosted) for i in isolations]
 
 
 def format_text(reports: Sequence[Report]) -> str:
@@ -127,5 +153,9 @@ def format_text(reports: Sequence[Report]) -> str:
             lines.extend(f"  {e}" for e in r.exposures)
         else:
             lines.append("no exposures: every cross-segment path is declared in the spec")
+        if r.not_isolatable:
+            lines.append(f"{len(r.not_isolatable)} not isolatable (hostNetwork: no NetworkPolicy "
+                         "applies to them):")  # fmt: skip
+            lines.extend(f"  {x}" for x in r.not_isolatable)
         lines.append("")
     return "\n".join(lines)

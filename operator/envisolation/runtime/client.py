@@ -134,11 +134,13 @@ class Kube:
             raise ApiError(0, f"connection failed: {type(e).__name__}: {e}") from e
         return json.loads(text) if text else {}
 
-    async def _pages(self, path: str) -> AsyncIterator[tuple[list[Any], str]]:
+    async def _pages(
+        self, path: str, selector: Mapping[str, str] | None = None
+    ) -> AsyncIterator[tuple[list[Any], str]]:
         """A LIST, a page at a time: (items, the listing's resourceVersion)."""
         token = ""
         while True:
-            params = {"limit": str(LIST_PAGE)}
+            params = {"limit": str(LIST_PAGE), **(selector or {})}
             if token:
                 params["continue"] = token
             page = await self.request("list", "GET", path, params=params, timeout=LIST_TIMEOUT)
@@ -255,15 +257,17 @@ class Kube:
     async def list_for_verify(self, pods: bool = False) -> list[Mapping[str, Any]]:
         """EnvironmentIsolations, Namespaces and NetworkPolicies (and Pods), as plain objects."""
         out: list[Mapping[str, Any]] = []
-        kinds = [
-            (c.KIND, f"/apis/{c.GROUP}/{c.VERSION}/{c.PLURAL}"),
-            ("Namespace", PATHS["namespaces"]),
-            ("NetworkPolicy", PATHS["networkpolicies"]),
+        kinds: list[tuple[str, str, dict[str, str]]] = [
+            (c.KIND, f"/apis/{c.GROUP}/{c.VERSION}/{c.PLURAL}", {}),
+            ("Namespace", PATHS["namespaces"], {}),
+            ("NetworkPolicy", PATHS["networkpolicies"], {}),
         ]
         if pods:  # for the CLI (explain), never on the operator's hot path
-            kinds.append(("Pod", "/api/v1/pods"))
-        for kind, path in kinds:
-            async for items, _ in self._pages(path):
+            kinds.append(("Pod", "/api/v1/pods", {}))
+        else:  # verify: only the pods NetworkPolicy cannot isolate, filtered by the server
+            kinds.append(("Pod", "/api/v1/pods", {"fieldSelector": "spec.hostNetwork=true"}))
+        for kind, path, selector in kinds:
+            async for items, _ in self._pages(path, selector):
                 out.extend({**item, "kind": kind} for item in items)
         return out
 
