@@ -75,7 +75,7 @@ test: lint $(STAMP) system-deps controlplane helm kube-router cyclonus-harness
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 golden: $(STAMP)
-	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/unit/test_golden.py
+	UPDATE_GOLDEN=1 $(PY) -m pytest -q -s tests/unit/test_golden.py
 
 demo: $(STAMP) controlplane
 	$(PY) hack/demo
