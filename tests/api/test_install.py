@@ -131,10 +131,12 @@ def test_the_operator_pod_is_admitted_under_restricted_pod_security(installed: K
 def test_the_service_account_is_denied_what_it_must_not_do(installed: Kubectl) -> None:
     for verb, resource in [("get", "secrets"), ("list", "secrets"), ("patch", "namespaces"),
                            ("update", "namespaces"), ("create", "pods"), ("delete", "environmentisolations"),
+                           ("get", "pods"), ("delete", "pods"), ("list", "pods"),
                            ("create", "networkpolicies.networking.k8s.io"), ("patch", "environmentisolations.envisolation.io")]:  # fmt: skip
         res = installed("auth", "can-i", verb, resource, "-A", "--as", SA, check=False)
         expected = "yes" if (verb, resource) in {
-            ("create", "networkpolicies.networking.k8s.io"), ("patch", "environmentisolations.envisolation.io")
+            ("create", "networkpolicies.networking.k8s.io"), ("patch", "environmentisolations.envisolation.io"),
+            ("list", "pods"),  # hostNetwork pods only, by field selector (status.notIsolatable)
         } else "no"  # fmt: skip
         assert res.stdout.strip() == expected, (verb, resource, res.stdout)
     assert (

@@ -220,3 +220,31 @@ def test_explain_against_the_cluster(
     assert res.returncode == 1
     res = explain(f"{dev}/client", f"{dev}/client-nope")
     assert res.returncode == 2 and "no workload or pod of that name" in res.stderr
+
+
+def test_host_network_pods_are_reported_as_not_isolatable(
+    kubectl: Kubectl, operator: Operator, make_iso, make_ns
+) -> None:
+    """A hostNetwork pod in a segment namespace: status.notIsolatable names it, the
+    metric counts it; deleting it clears both. Other pods never reach the operator."""
+    label = f"host.test/{secrets.token_hex(4)}"
+    iso = make_iso(label)
+    dev, other = make_ns({label: "dev"}), make_ns({})
+    eventually(lambda: ready(kubectl, iso))
+
+    def pod(ns: str, name: str, host: bool) -> str:
+        return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+                           "spec": {"hostNetwork": host, "containers": [{"name": "c", "image": "envisolation.invalid/x"}]}})  # fmt: skip
+
+    for ns, name, host in ((dev, "agent", True), (dev, "app", False), (other, "agent", True)):
+        body = pod(ns, name, host)
+        eventually(lambda b=body: kubectl("apply", "-f", "-", input=b, check=False).returncode == 0)
+
+    def status() -> dict:
+        return kubectl.json("get", "enviso", iso).get("status", {})
+
+    eventually(lambda: status().get("notIsolatable") == [f"dev: {dev}/agent"], timeout=30)
+    assert status()["notIsolatableCount"] == 1
+    eventually(lambda: operator.metric("envisolation_not_isolatable_pods") >= 1)
+    kubectl("delete", "pod", "agent", "-n", dev, "--grace-period=0", "--force")
+    eventually(lambda: "notIsolatable" not in status(), timeout=30)

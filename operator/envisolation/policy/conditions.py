@@ -130,6 +130,7 @@ def status_for(
     now: str,
     pending: bool = False,
     exposures: Sequence[Exposure] | None = None,
+    not_isolatable: Sequence[str] | None = None,
 ) -> StatusDict:
     gen = iso.generation
     mine = [o for o in outcomes if iso.name in o.decision.claimants]
@@ -203,4 +204,7 @@ def status_for(
         "exposures": [e.as_status() for e in (exposures or [])[: c.STATUS_LIST_LIMIT]],
         "exposureCount": len(exposures or []),
     }
+    if not_isolatable:  # hostNetwork pods in the isolation's namespaces
+        status["notIsolatable"] = list(not_isolatable[: c.STATUS_LIST_LIMIT])
+        status["notIsolatableCount"] = len(not_isolatable)
     return status

@@ -50,7 +50,9 @@ PATHS = {
     "namespaces": "/api/v1/namespaces",
     "networkpolicies": f"{NETWORKING}/networkpolicies",
     "environmentisolations": f"/apis/{c.GROUP}/{c.VERSION}/{c.PLURAL}",
+    "hostpods": "/api/v1/pods",  # with HOST_NETWORK: only the pods NetworkPolicy cannot isolate
 }
+HOST_NETWORK = {"fieldSelector": "spec.hostNetwork=true"}
 
 
 class Kube:
@@ -160,7 +162,8 @@ class Kube:
         """
         rv = ""
         path = self._policy_path(namespace) if namespace else PATHS[resource]
-        async for items, page_rv in self._pages(path):
+        selector = HOST_NETWORK if resource == "hostpods" else None
+        async for items, page_rv in self._pages(path, selector):
             rv = page_rv
             for item in items:
                 each(item)
@@ -265,7 +268,7 @@ class Kube:
         if pods:  # for the CLI (explain), never on the operator's hot path
             kinds.append(("Pod", "/api/v1/pods", {}))
         else:  # verify: only the pods NetworkPolicy cannot isolate, filtered by the server
-            kinds.append(("Pod", "/api/v1/pods", {"fieldSelector": "spec.hostNetwork=true"}))
+            kinds.append(("Pod", PATHS["hostpods"], HOST_NETWORK))
         for kind, path, selector in kinds:
             async for items, _ in self._pages(path, selector):
                 out.extend({**item, "kind": kind} for item in items)

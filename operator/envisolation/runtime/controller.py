@@ -38,6 +38,7 @@ from envisolation.runtime.api import (
 )
 from envisolation.runtime.events import EventQueue
 from envisolation.runtime.finalizers import Finalizers
+from envisolation.runtime.hostpods import HostPods
 from envisolation.runtime.isolations import Isolations
 from envisolation.runtime.memory import MemoryTrim
 from envisolation.runtime.metrics import POLICIES_REPAIRED, RECONCILE_SECONDS
@@ -77,6 +78,8 @@ class Controller:
         self.events = EventQueue(kube, self._idle)
         self.reporter = Reporter(kube, self.events)
         self.monitor = ExposureMonitor(self.events)
+        self.host_pods = HostPods(kube, watcher, self.touch_exposure)
+        self.monitor.host_pods = self.host_pods
         self.memory = MemoryTrim()
         self.finalizers = Finalizers(kube)
         self._kube = kube
@@ -130,6 +133,7 @@ class Controller:
         await self.sync.load()
         self.ready = True
         tasks = self.sync.start()
+        tasks.append(asyncio.create_task(self.host_pods.run(), name="watch-hostpods"))
         tasks.append(asyncio.create_task(self.events.run(), name="events"))
         try:
             if self.leadership is not None and not self.leadership.is_set():
@@ -161,6 +165,7 @@ class Controller:
             self._outcomes,
             self._synced,
             self.monitor.exposures,
+            self.monitor.not_isolatable,
         )
         await self.schedule.wait([*self.reporter.next_at(), *self.monitor.next_at()])
 

@@ -35,6 +35,11 @@ EXPOSURES = Gauge(
     "Cross-segment paths the spec does not allow, by segment pair",
     ["isolation", "source_segment", "destination_segment"],
 )
+NOT_ISOLATABLE = Gauge(
+    "envisolation_not_isolatable_pods",
+    "Pods in the isolation's namespaces that use the host's network (no NetworkPolicy applies)",
+    ["isolation"],
+)
 BUILD = Info("envisolation_build", "The running version")
 BUILD.info({"version": __version__})
 LEADER = Gauge("envisolation_leader", "1 while this instance leads (may write), else 0")

@@ -22,7 +22,8 @@ from envisolation.policy.conditions import Outcome
 from envisolation.policy.plan import LivePolicy
 from envisolation.runtime.api import ObjectRef
 from envisolation.runtime.events import EventQueue
-from envisolation.runtime.metrics import EXPOSURES
+from envisolation.runtime.hostpods import HostPods
+from envisolation.runtime.metrics import EXPOSURES, NOT_ISOLATABLE
 from envisolation.runtime.view import ClusterView
 from envisolation.spec import constants as c
 from envisolation.spec.kinds import PolicySpecDict
@@ -35,6 +36,8 @@ EXPOSURE_INTERVAL_SECONDS = 2.0  # exposure analysis runs at most this often
 class ExposureMonitor:
     def __init__(self, events: EventQueue) -> None:
         self.exposures: dict[str, list[Exposure]] = {}
+        self.not_isolatable: dict[str, list[str]] = {}  # isolation -> `segment: ns/pod`
+        self.host_pods: HostPods | None = None  # hostpods.py, when the controller runs it
         self._parsed: dict[int, tuple[PolicySpecDict, Policy]] = {}
         self._events = events
         self.due = True
@@ -56,7 +59,9 @@ class ExposureMonitor:
         self.due = False
         self._last = time.monotonic()
         found = self.analyse(outcomes, view.namespaces, view.managed, view.foreign)
+        isolations = list(isolations)
         changed, new = self.update(found, isolations)
+        changed = self._host_network(outcomes, isolations) or changed
         self._report_impersonators(outcomes, view.impersonating)
         for iso, e in new:
             where = e.destination if e.destination_segment else e.source
@@ -67,6 +72,24 @@ class ExposureMonitor:
                 f"{e} (EnvironmentIsolation {iso} does not declare this path)",
                 warning=True,
             )
+        return changed
+
+    def _host_network(self, outcomes: Mapping[str, Outcome], isolations: Iterable[str]) -> bool:
+        """Pods NetworkPolicy cannot isolate, per isolation; whether that changed."""
+        members: dict[str, dict[str, str]] = {name: {} for name in isolations}
+        for ns, o in outcomes.items():
+            d = o.decision
+            if d.owner and d.segment and d.state in OWNED:
+                members.setdefault(d.owner, {})[ns] = d.segment
+        found = {
+            iso: (self.host_pods.in_namespaces(nss) if self.host_pods else [])
+            for iso, nss in members.items()
+        }
+        changed = found != self.not_isolatable
+        self.not_isolatable = found
+        NOT_ISOLATABLE.clear()
+        for iso, pods in found.items():
+            NOT_ISOLATABLE.labels(iso).set(len(pods))
         return changed
 
     def _report_impersonators(

@@ -58,6 +58,7 @@ class Reporter:
         outcomes: Mapping[str, Outcome],
         synced: Mapping[str, tuple[str, int]],
         exposures: Mapping[str, Sequence[Exposure]],
+        not_isolatable: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """Write each isolation's status if due and changed.
 
@@ -77,8 +78,9 @@ class Reporter:
             else:
                 pending = synced.get(rec.name) != (iso.uid, iso.generation)
                 status = status_for(
-                    iso, all_outcomes, rec.status, _now(), pending, exposures.get(rec.name)
-                )
+                    iso, all_outcomes, rec.status, _now(), pending, exposures.get(rec.name),
+                    (not_isolatable or {}).get(rec.name),
+                )  # fmt: skip
             if dict(status) == dict(rec.status):
                 continue
             sent, at = self._sent.get(rec.name, ({}, 0.0))

@@ -26,7 +26,7 @@ WATCH_READ_TIMEOUT = 75.0  # silence this long (a frozen server) ends the watch 
 
 
 class WatchClient:
-    """Watches of Namespaces and NetworkPolicies (the watcher side of api.py)."""
+    """Watches of Namespaces, NetworkPolicies and hostNetwork Pods (the watcher side of api.py)."""
 
     def __init__(self, cfg: client.Configuration, identity: str = "") -> None:
         self._api = client.ApiClient(cfg)
@@ -85,8 +85,15 @@ class WatchClient:
             if resource == "namespaces"
             else self._net.list_network_policy_for_all_namespaces
         )
+        extra: dict[str, str] = {}
+        if resource == "hostpods":  # only the pods NetworkPolicy cannot isolate
+            fn, extra = (
+                self._core.list_pod_for_all_namespaces,
+                {"field_selector": "spec.hostNetwork=true"},
+            )
         try:
             resp = fn(
+                **extra,
                 watch=True,
                 resource_version=resource_version,
                 allow_watch_bookmarks=True,

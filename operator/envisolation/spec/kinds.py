@@ -97,3 +97,5 @@ class StatusDict(TypedDict, total=False):
     conflictCount: int
     exposures: list[dict[str, str]]
     exposureCount: int
+    notIsolatable: list[str]
+    notIsolatableCount: int

@@ -568,6 +568,13 @@ def status_schema() -> Schema:
                 },
             },
             "exposureCount": {"type": "integer", "description": "All exposures."},
+            "notIsolatable": {
+                "type": "array",
+                "description": "Pods in managed namespaces that use the host's network, as "
+                "`segment: namespace/pod` (the first 20): NetworkPolicy does not apply to them.",
+                "items": {"type": "string"},
+            },
+            "notIsolatableCount": {"type": "integer", "description": "All such pods."},
         },
     }
 
