@@ -163,10 +163,6 @@ def ours(st: State, tmp_path: Path) -> dict[tuple[str, str], Any]:
     return {(r["src"], r["dst"]): parse_conn(r["conn"]) for r in json.loads(res.stdout)}
 
 
-def _name(key: str) -> str:
-    return key if "/" not in key else f"{key}[Pod]"
-
-
 def _allowed(rows: dict[tuple[str, str], Any], src: str, dst: str, proto: str, port: int) -> bool:
     import ipaddress
 

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envisolation.analysis.conns import ALL, Conns
-from envisolation.analysis.netpol import External, Policy, Workload, workload_name
+from envisolation.analysis.netpol import External, Workload, workload_name
 from envisolation.analysis.reachability import (
     Cluster,
     owners_of,
-    peer_covers,
-    peer_matches,
     port_conns,
+    rule_admits_peer,
 )
 from envisolation.analysis.verify import declared
 from envisolation.policy.render import NamespaceState, RenderContext, decide
@@ -95,7 +94,7 @@ def _side(cluster: Cluster, direction: str, me: Endpoint, other: Endpoint,
     for pol in selecting:
         rules = (pol.egress if direction == "egress" else pol.ingress) or ()
         for i, rule in enumerate(rules):
-            if not _peer_ok(cluster, pol, rule.peers, other):
+            if not rule_admits_peer(cluster, pol, rule, other):
                 continue
             conns = port_conns(rule.ports, dst if isinstance(dst, Workload) else None)
             hit = conns & probe if probe is not None else conns
@@ -104,14 +103,6 @@ def _side(cluster: Cluster, direction: str, me: Endpoint, other: Endpoint,
                 out = out | conns
     side.conns = out
     return side
-
-
-def _peer_ok(cluster: Cluster, pol: Policy, peers: Any, other: Endpoint) -> bool:
-    if peers is None:
-        return True
-    if isinstance(other, External):
-        return any(peer_covers(p, other) for p in peers)
-    return any(peer_matches(p, pol.namespace, other, cluster.namespaces) for p in peers)
 
 
 Isolations = Sequence[EnvironmentIsolation]

@@ -76,6 +76,15 @@ def peer_covers(peer: Peer, ext: External) -> bool:
     )
 
 
+def rule_admits_peer(cluster: Cluster, pol: Policy, rule: Rule, other: Workload | External) -> bool:
+    """Does a rule of `pol` name `other` among its peers (any peer when it names none)?"""
+    if rule.peers is None:
+        return True
+    if isinstance(other, External):
+        return any(peer_covers(peer, other) for peer in rule.peers)
+    return any(peer_matches(peer, pol.namespace, other, cluster.namespaces) for peer in rule.peers)
+
+
 @dataclass(frozen=True)
 class Cluster:
     workloads: tuple[Workload, ...]
@@ -147,15 +156,7 @@ def _allowed(
 ) -> Conns:
     out = NONE
     for pol, rule in rules:
-        if rule.peers is None:
-            ok = True
-        elif isinstance(other, External):
-            ok = any(peer_covers(peer, other) for peer in rule.peers)
-        else:
-            ok = any(
-                peer_matches(peer, pol.namespace, other, cluster.namespaces) for peer in rule.peers
-            )
-        if ok:
+        if rule_admits_peer(cluster, pol, rule, other):
             out = out | port_conns(rule.ports, dst)
             if out.is_all:
                 break

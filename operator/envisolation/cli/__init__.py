@@ -6,8 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import yaml
 
@@ -15,6 +14,7 @@ from envisolation import __version__
 from envisolation.cli import explain
 from envisolation.cli.inputs import (
     InputError,
+    live_objects,
     load_isolations,
     load_namespaces,
     read_dir,
@@ -123,29 +123,9 @@ def format_rows(rows: Sequence[tuple[str, str, str]], fmt: str) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    import asyncio
-
     from envisolation.analysis import verify
 
-    if args.from_dir:
-        objects = read_dir(args.from_dir)
-    else:
-        from envisolation.runtime.api import ApiError
-        from envisolation.runtime.client import Kube
-
-        async def fetch() -> list[Mapping[str, Any]]:
-            kube = Kube()
-            try:
-                return await kube.list_for_verify()
-            finally:
-                await kube.aclose()
-
-        try:
-            objects = asyncio.run(fetch())
-        except ApiError as e:
-            raise InputError(f"reading the cluster failed: {e}") from e
-        except Exception as e:  # no kubeconfig, unreachable server, ...
-            raise InputError(f"cannot reach the cluster: {e}") from e
+    objects = read_dir(args.from_dir) if args.from_dir else live_objects()
     ctx = RenderContext(operator_namespace=args.operator_namespace)
     try:
         reports = verify.reports_from_objects(objects, ctx)

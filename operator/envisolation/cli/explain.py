@@ -8,34 +8,13 @@ kubeconfig (EnvironmentIsolations, Namespaces, Pods, NetworkPolicies). Exit 0 al
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Mapping
 from typing import Any
 
-from envisolation.cli.inputs import InputError, read_dir
+from envisolation.cli.inputs import InputError, live_objects, read_dir
 from envisolation.policy.render import RenderContext
 from envisolation.spec import constants as c
 from envisolation.spec.model import EnvironmentIsolation, InvalidSpec, NamespaceFacts
-
-
-def live_objects(pods: bool) -> list[Mapping[str, Any]]:
-    from envisolation.runtime.api import ApiError
-    from envisolation.runtime.client import Kube
-
-    async def fetch() -> list[Mapping[str, Any]]:
-        kube = Kube()
-        try:
-            return await kube.list_for_verify(pods=pods)
-        finally:
-            await kube.aclose()
-
-    try:
-        return asyncio.run(fetch())
-    except ApiError as e:
-        raise InputError(f"reading the cluster failed: {e}") from e
-    except Exception as e:  # no kubeconfig, unreachable server, ...
-        raise InputError(f"cannot reach the cluster: {e}") from e
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

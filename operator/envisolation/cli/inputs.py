@@ -8,6 +8,7 @@ their items taking the list's kind when they carry none.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Iterator, Mapping
@@ -117,3 +118,23 @@ def read_files(root: str) -> list[tuple[Path, list[Mapping[str, Any]]]]:
 def read_dir(root: str) -> list[Mapping[str, Any]]:
     """Every object in every .yaml, .yml and .json file under `root`, recursively."""
     return [obj for _, objs in read_files(root) for obj in objs]
+
+
+def live_objects(pods: bool = False) -> list[Mapping[str, Any]]:
+    """The cluster's objects through the current kubeconfig (verify; explain with pods)."""
+    from envisolation.runtime.api import ApiError
+    from envisolation.runtime.client import Kube
+
+    async def fetch() -> list[Mapping[str, Any]]:
+        kube = Kube()
+        try:
+            return await kube.list_for_verify(pods=pods)
+        finally:
+            await kube.aclose()
+
+    try:
+        return asyncio.run(fetch())
+    except ApiError as e:
+        raise InputError(f"reading the cluster failed: {e}") from e
+    except Exception as e:  # no kubeconfig, unreachable server, ...
+        raise InputError(f"cannot reach the cluster: {e}") from e
