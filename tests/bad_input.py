@@ -126,6 +126,10 @@ CASES = [
     Case("peer-cidr-not-a-cidr", ingress_peer(ipBlock={"cidr": "everything"}), "reject", (f"{PEER}.ipBlock",)),
     Case("peer-except-outside-cidr", ingress_peer(ipBlock={"cidr": "10.0.0.0/16", "except": ["10.1.0.0/24"]}), "reject", (f"{PEER}.ipBlock",)),
     Case("peer-except-not-a-cidr", ingress_peer(ipBlock={"cidr": "10.0.0.0/16", "except": ["nope"]}), "reject", (f"{PEER}.ipBlock",)),
+    Case("peer-ipv6-except-outside-cidr", ingress_peer(ipBlock={"cidr": "2001:db8::/32", "except": ["2001:db9::/48"]}), "reject", (f"{PEER}.ipBlock",)),
+    Case("peer-except-of-the-other-family", ingress_peer(ipBlock={"cidr": "2001:db8::/32", "except": ["10.0.0.0/8"]}), "reject", (f"{PEER}.ipBlock",)),
+    Case("peer-ipv4-cidr-ipv6-except", ingress_peer(ipBlock={"cidr": "10.0.0.0/8", "except": ["2001:db8::/48"]}), "reject", (f"{PEER}.ipBlock",)),
+    Case("peer-ipv6-prefix-129", ingress_peer(ipBlock={"cidr": "2001:db8::/129"}), "reject", (f"{PEER}.ipBlock",)),
     Case("port-zero", ingress_port(port=0), "reject", (PORT,)),
     Case("port-65536", ingress_port(port=65536), "reject", (PORT,)),
     Case("port-negative", ingress_port(port=-1), "reject", (PORT,)),
@@ -139,6 +143,7 @@ CASES = [
     Case("selector-key-invalid-in-matchlabels", allow(podSelector={"matchLabels": {"bad key!": "x"}}, ingress=[{}]), "report", (f"{RULE}.podSelector.matchLabels",)),
     # -- hostile but valid ----------------------------------------------------------------
     Case("argo-tracking-label-and-annotation", meta(labels={"app.kubernetes.io/instance": "isolation"}, annotations={"argocd.argoproj.io/tracking-id": "isolation:envisolation.io/EnvironmentIsolation:/x"}), "ok"),
+    Case("ipv6-ip-blocks-with-except", allow(ingress=[{"from": [{"ipBlock": {"cidr": "2001:db8::/32", "except": ["2001:db8:1::/48"]}}, {"ipBlock": {"cidr": "::/0", "except": ["2001:db8::/32"]}}]}], egress=[{"to": [{"ipBlock": {"cidr": "fd00::/8"}}]}]), "ok", extra={"policy": "envisolation-allow-r"}),
     Case("twelve-segments-32-rules", lambda b: b["spec"].update(segments=[{"name": f"s{i}"} for i in range(12)], allow=[{"name": f"r{i}", "segments": ["s0"], "ingress": [{"from": [{"segment": f"s{i % 12}"}], "ports": [{"port": 1000 + i}]}]} for i in range(32)]), "ok", extra={"segment": "s0"}),
 ]  # fmt: skip
 

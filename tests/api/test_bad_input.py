@@ -89,6 +89,11 @@ def test_accepted_input_is_reported_or_handled_without_half_applying(
     else:
         eventually(lambda: _ready(kubectl, name).get("status") == "True", timeout=30)
         assert "envisolation-default-deny" in kubectl.policies(dev)
+        if "policy" in case.extra:  # rendered as the spec says and accepted by the API server
+            kept = kubectl.policies(dev)[case.extra["policy"]]
+            rule = body["spec"]["allow"][0]
+            for key in ("ingress", "egress"):
+                assert kept["spec"].get(key) == rule.get(key), (key, kept["spec"])
 
 
 # -- hostile namespace and policy states ------------------------------------------------------

@@ -39,6 +39,7 @@ EVERY_OPTION = {
                        "renewDeadline": 12, "retryPeriod": 3},
     "logFormat": "console",
     "resyncSeconds": 300,
+    "exposure": {"wideIPv4Prefix": 12, "wideIPv6Prefix": 48},
     "metrics": {"port": 9090, "serviceMonitor": {"enabled": True, "interval": "15s",
                                                  "labels": {"release": "prom"}}},
     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
@@ -119,7 +120,8 @@ def test_every_option_lands_where_it_says(helm: str, tmp_path: Path) -> None:
     assert d["spec"]["replicas"] == 3
     assert {"--log-format=console", "--metrics-bind=0.0.0.0:9090", "--resync=300",
             "--leader-elect", "--lease-name=iso", "--lease-duration=20",
-            "--renew-deadline=12", "--retry-period=3"} <= set(c["args"])  # fmt: skip
+            "--renew-deadline=12", "--retry-period=3", "--wide-ipv4-prefix=12",
+            "--wide-ipv6-prefix=48"} <= set(c["args"])  # fmt: skip
     assert c["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
     assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}

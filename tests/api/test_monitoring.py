@@ -248,3 +248,30 @@ def test_host_network_pods_are_reported_as_not_isolatable(
     eventually(lambda: operator.metric("envisolation_not_isolatable_pods") >= 1)
     kubectl("delete", "pod", "agent", "-n", dev, "--grace-period=0", "--force")
     eventually(lambda: "notIsolatable" not in status(), timeout=30)
+
+
+def test_a_wide_ipv6_block_is_a_possible_exposure_like_an_ipv4_one(
+    kubectl: Kubectl, operator: Operator, make_iso, make_ns
+) -> None:
+    """Dual-stack: `::/0` admitted into prod is reported, as `0.0.0.0/0` is; a /64 (one
+    node's pod range at most) is not."""
+    label = f"mon.test/{secrets.token_hex(4)}"
+    iso = make_iso(label, isolate=["Ingress"])
+    dev, prod = make_ns({label: "dev"}), make_ns({label: "prod"})
+    for ns in (dev, prod):
+        eventually(lambda ns=ns: holds_exactly(kubectl, iso, ns))
+    eventually(lambda: condition(kubectl, iso, "Exposed").get("status") == "False")
+    for ns, name, cidr in ((prod, "from-anywhere-v6", "::/0"), (dev, "from-anywhere-v4", "0.0.0.0/0"),
+                           (prod, "from-one-node-v6", "2001:db8:0:1::/64")):  # fmt: skip
+        kubectl.apply(json.dumps({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                  "metadata": {"name": name, "namespace": ns},
+                                  "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": cidr}}]}]}}))  # fmt: skip
+    status = eventually(
+        lambda: (s := kubectl.json("get", "enviso", iso)["status"]).get("exposureCount") == 2 and s,
+        timeout=20,
+    )
+    assert sorted((e["source"], e["destination"], e["policies"]) for e in status["exposures"]) == [
+        ("ipBlock 0.0.0.0-255.255.255.255", dev, f"{dev}/from-anywhere-v4"),
+        ("ipBlock ::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", prod, f"{prod}/from-anywhere-v6"),
+    ]
+    assert condition(kubectl, iso, "Exposed")["status"] == "True"

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 from envisolation.analysis.conns import ALL, Conns
 from envisolation.analysis.netpol import External, Policy, PortRule, Rule, Workload
-from envisolation.analysis.reachability import Cluster, peer_covers, peer_matches, port_conns
+from envisolation.analysis.reachability import Cluster, peer_matches, port_conns, rule_admits_peer
 
 
 @dataclass(frozen=True)
@@ -62,14 +62,6 @@ class Deviations:
 SPEC = Deviations(False, False, False, False)
 KUBE_ROUTER_LEAST = Deviations(True, True, True, False)
 KUBE_ROUTER_MOST = Deviations(True, True, True, True)
-
-
-def _peer_ok(cluster: Cluster, pol: Policy, rule: Rule, other: Workload | External) -> bool:
-    if rule.peers is None:
-        return True
-    if isinstance(other, External):
-        return any(peer_covers(p, other) for p in rule.peers)
-    return any(peer_matches(p, pol.namespace, other, cluster.namespaces) for p in rule.peers)
 
 
 def _named_any(cluster: Cluster, pol: Policy, ports: Sequence[PortRule]) -> Conns:
@@ -158,7 +150,7 @@ def _chain_allows(cluster: Cluster, x: Workload, src: Workload | External, dst: 
 
     def admits(pol: Policy, rules: Sequence[Rule] | None, egress: bool) -> bool:
         other = dst if egress else src
-        return any(_peer_ok(cluster, pol, r, other)
+        return any(rule_admits_peer(cluster, pol, r, other)
                    and probe <= _rule_conns(cluster, pol, r, src, dst, egress, dev)
                    for r in rules or ())  # fmt: skip
 

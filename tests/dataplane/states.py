@@ -8,7 +8,9 @@ Ingress, Egress, both or inferred policyTypes, rules with no peers, pod, namespa
 combined selectors, ipBlocks with `except` over the lab's external addresses (never over
 pod addresses: whether an ipBlock matches a pod's address is left to the implementation
 by the API, and our analysis says it does not), and ports numeric, named, ranges
-(endPort), TCP and UDP, or none.
+(endPort), TCP and UDP, or none. With `ipv6=True` (the cyclonus tier; the dataplane lab is
+IPv4 only) ipBlocks are drawn from IPv6 blocks too, `except` inside them and blocks of
+both families in one rule, probed at EXTERNALS6.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ BLOCKS = (
     ("198.19.0.0/16", ()), ("198.19.0.0/24", ("198.19.0.2/32",)), ("198.19.0.0/30", ()),
     ("198.19.0.4/30", ()), ("198.19.1.0/24", ()), ("198.19.0.0/16", ("198.19.0.0/24",)),
     ("198.19.0.1/32", ()),
+)  # fmt: skip
+# IPv6 outside addresses and blocks: data for the analyses only, never configured anywhere
+EXTERNALS6 = ("2001:db8::1", "2001:db8::2", "2001:db8::5", "2001:db8:0:1::1", "2001:db9::1")
+BLOCKS6 = (
+    ("2001:db8::/32", ()), ("2001:db8::/64", ("2001:db8::2/128",)), ("2001:db8::/126", ()),
+    ("2001:db8::4/126", ()), ("2001:db8:0:1::/64", ()), ("2001:db8::/32", ("2001:db8::/64",)),
+    ("2001:db8::1/128", ()), ("::/0", ("2001:db8::/32",)),
 )  # fmt: skip
 
 
@@ -55,10 +64,10 @@ def selector(rng: random.Random, labels: dict[str, tuple[str, ...]]) -> dict[str
     return out
 
 
-def peer(rng: random.Random) -> dict[str, Any]:
+def peer(rng: random.Random, ipv6: bool = False) -> dict[str, Any]:
     kind = rng.choice(("pod", "ns", "both", "ip", "ip"))
     if kind == "ip":
-        cidr, excepts = rng.choice(BLOCKS)
+        cidr, excepts = rng.choice(BLOCKS + BLOCKS6 if ipv6 else BLOCKS)
         return {"ipBlock": {"cidr": cidr, **({"except": list(excepts)} if excepts else {})}}
     out: dict[str, Any] = {}
     if kind in ("pod", "both"):
@@ -90,12 +99,12 @@ def ports(rng: random.Random) -> list[dict[str, Any]] | None:
             {"port": rng.choice((81, "alt"))}]  # fmt: skip
 
 
-def rules(rng: random.Random, key: str) -> list[dict[str, Any]]:
+def rules(rng: random.Random, key: str, ipv6: bool = False) -> list[dict[str, Any]]:
     out = []
     for _ in range(rng.choice((0, 1, 1, 2))):
         rule: dict[str, Any] = {}
         if rng.random() < 0.8:
-            rule[key] = [peer(rng) for _ in range(rng.randint(1, 2))]
+            rule[key] = [peer(rng, ipv6) for _ in range(rng.randint(1, 2))]
         p = ports(rng)
         if p is not None:
             rule["ports"] = p
@@ -103,15 +112,15 @@ def rules(rng: random.Random, key: str) -> list[dict[str, Any]]:
     return out
 
 
-def policy(rng: random.Random, ns: str, name: str) -> dict[str, Any]:
+def policy(rng: random.Random, ns: str, name: str, ipv6: bool = False) -> dict[str, Any]:
     types = rng.choice((["Ingress"], ["Egress"], ["Ingress", "Egress"], None))
     spec: dict[str, Any] = {"podSelector": selector(rng, POD_LABELS)}
     if types is not None:
         spec["policyTypes"] = types
     if types is None or "Ingress" in types:
-        spec["ingress"] = rules(rng, "from")
+        spec["ingress"] = rules(rng, "from", ipv6)
     if types is None or "Egress" in types:
-        eg = rules(rng, "to")
+        eg = rules(rng, "to", ipv6)
         if eg or types is not None:
             spec["egress"] = eg
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
@@ -124,11 +133,12 @@ class State:
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     pods: list[tuple[str, str, dict[str, str], tuple[Port, ...]]] = field(default_factory=list)
     policies: list[dict[str, Any]] = field(default_factory=list)
+    ipv6: bool = False
 
 
-def generate(seed: int) -> State:
+def generate(seed: int, ipv6: bool = False) -> State:
     rng = random.Random(seed)
-    st = State(seed)
+    st = State(seed, ipv6=ipv6)
     for tag in ("a", "b", "c"):
         ns = f"s{seed}-{tag}"
         st.namespaces[ns] = {k: rng.choice(v) for k, v in NS_LABELS.items() if rng.random() < 0.6}
@@ -136,5 +146,5 @@ def generate(seed: int) -> State:
             labels = {k: rng.choice(v) for k, v in POD_LABELS.items() if rng.random() < 0.7}
             st.pods.append((ns, f"p{i}", labels, pod_ports(rng)))
         for j in range(rng.choice((0, 1, 1, 2, 3))):
-            st.policies.append(policy(rng, ns, f"np{j}"))
+            st.policies.append(policy(rng, ns, f"np{j}", ipv6))
     return st

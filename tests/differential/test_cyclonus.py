@@ -6,7 +6,8 @@ hack/build-cyclonus-harness builds the harness (hack/cyclonus-harness: the match
 a JSON interface) once into ~/.cache; the tier fails, never skips, when it cannot be
 built. Each state (tests/dataplane/states.py, reproducible by number: every selector
 operator, named ports that differ from pod to pod, port ranges, ipBlocks with except over
-addresses outside the cluster, ingress and egress, implied policyTypes) is written as
+addresses outside the cluster, ingress and egress, implied policyTypes; IPv6 blocks, IPv6
+excepts and IPv6 outside addresses too in the `ipv6` states) is written as
 manifests for `reachability -o json` and, through `cyclonus_input`, as the harness's
 input; every pod pair and pod/external pair is compared on every probed port.
 
@@ -30,12 +31,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.dataplane.states import EXTERNALS, PROBED, State, generate
+from tests.dataplane.states import EXTERNALS, EXTERNALS6, PROBED, State, generate
 from tests.dataplane.verdicts import parse_conn
 
 ROOT = Path(__file__).resolve().parents[2]
 STATES = int(os.environ.get("ENVISOLATION_DIFFERENTIAL_STATES", "60"))
-TOTALS = {"states": 0, "pairs": 0, "probes": 0, "allowed": 0, "disagreements": 0}
+STATES6 = int(os.environ.get("ENVISOLATION_DIFFERENTIAL_STATES_IPV6", "30"))
+TOTALS = {"states": 0, "pairs": 0, "probes": 0, "ipv6_probes": 0, "allowed": 0, "disagreements": 0}
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +143,8 @@ def manifests(st: State) -> list[dict[str, Any]]:
                      "spec": {"containers": [{"name": "c", "image": "i", "ports": [
                          {"containerPort": p.port, "protocol": p.protocol, **({"name": p.name} if p.name else {})}
                          for p in ports]}]},
-                     "status": {"podIP": pod_ip(i)}})  # fmt: skip
+                     "status": {"podIP": pod_ip(i), "podIPs": [{"ip": pod_ip(i)}, *(
+                         [{"ip": f"fd00:10::{i + 1:x}"}] if st.ipv6 else [])]}})  # fmt: skip
     return objs + st.policies
 
 
@@ -150,7 +153,8 @@ def harness_input(st: State) -> dict[str, Any]:
              "namespaceLabels": {**st.namespaces[ns], "kubernetes.io/metadata.name": ns},
              "ports": [{"name": p.name, "port": p.port, "protocol": p.protocol} for p in ports]}
             for i, (ns, name, labels, ports) in enumerate(st.pods)]  # fmt: skip
-    return {"policies": cyclonus_input(st.policies), "pods": pods, "externals": list(EXTERNALS),
+    externals = list(EXTERNALS) + (list(EXTERNALS6) if st.ipv6 else [])
+    return {"policies": cyclonus_input(st.policies), "pods": pods, "externals": externals,
             "probes": [{"protocol": proto, "port": port} for proto, port in PROBED]}  # fmt: skip
 
 
@@ -169,15 +173,13 @@ def _allowed(rows: dict[tuple[str, str], Any], src: str, dst: str, proto: str, p
     def names(key: str, side: int) -> list[str]:
         if "/" in key:
             return [f"{key}[Pod]"]
-        addr = int(ipaddress.IPv4Address(key))
+        addr = ipaddress.ip_address(key)
         found = []
         for pair in rows:
             n = pair[side]
             if n.endswith("[External]"):
-                lo, hi = (
-                    int(ipaddress.IPv4Address(x)) for x in n.removesuffix("[External]").split("-")
-                )
-                if lo <= addr <= hi:
+                lo, hi = (ipaddress.ip_address(x) for x in n.removesuffix("[External]").split("-"))
+                if lo.version == addr.version and int(lo) <= int(addr) <= int(hi):
                     found.append(n)
         return found
 
@@ -191,9 +193,18 @@ def _allowed(rows: dict[tuple[str, str], Any], src: str, dst: str, proto: str, p
     return False
 
 
-@pytest.mark.parametrize("seed", range(1001, 1001 + STATES))
-def test_reachability_agrees_with_cyclonus(harness: Path, seed: int, tmp_path: Path) -> None:
-    st = generate(seed)
+SEEDS = [(s, False) for s in range(1001, 1001 + STATES)] + [
+    (s, True) for s in range(3001, 3001 + STATES6)
+]
+
+
+@pytest.mark.parametrize(
+    ("seed", "ipv6"), SEEDS, ids=[f"{s}{'-ipv6' if v else ''}" for s, v in SEEDS]
+)
+def test_reachability_agrees_with_cyclonus(
+    harness: Path, seed: int, ipv6: bool, tmp_path: Path
+) -> None:
+    st = generate(seed, ipv6)
     res = subprocess.run([str(harness)], input=json.dumps(harness_input(st)), capture_output=True,
                          text=True, check=False)  # fmt: skip
     assert res.returncode == 0, res.stderr
@@ -202,9 +213,12 @@ def test_reachability_agrees_with_cyclonus(harness: Path, seed: int, tmp_path: P
     bad = [f"{v['src']} -> {v['dst']} {v['protocol']}/{v['port']}: cyclonus {'allows' if v['allowed'] else 'denies'}, "
            f"reachability {'allows' if not v['allowed'] else 'denies'}"
            for v in theirs if _allowed(rows, v["src"], v["dst"], v["protocol"], v["port"]) != v["allowed"]]  # fmt: skip
+    if ipv6:  # the IPv6 outside addresses were probed, both ways
+        assert {":" in v["src"] for v in theirs} == {True, False}, "no IPv6 probe"
     TOTALS["states"] += 1
     TOTALS["pairs"] += len({(v["src"], v["dst"]) for v in theirs})
     TOTALS["probes"] += len(theirs)
+    TOTALS["ipv6_probes"] += sum(":" in v["src"] or ":" in v["dst"] for v in theirs)
     TOTALS["allowed"] += sum(v["allowed"] for v in theirs)
     TOTALS["disagreements"] += len(bad)
     pods = [(ns, n, lb, [(p.protocol, p.port, p.name) for p in ps]) for ns, n, lb, ps in st.pods]

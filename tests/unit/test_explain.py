@@ -97,7 +97,6 @@ def test_an_ip_names_a_pod_or_an_outside_address(state: Path) -> None:
     (("dev/nope", "dev/be-1"), "dev/nope: no workload or pod of that name in namespace dev"),
     (("nonsense", "dev/be-1"), "nonsense: expected NAMESPACE/NAME"),
     (("dev/fe-1", "dev/be-1", "--port", "TCP/99999"), "--port TCP/99999: expected PROTO/PORT"),
-    (("2001:db8::1", "dev/be-1"), "only IPv4 addresses are analysed"),
 ])  # fmt: skip
 def test_bad_input_exits_2_naming_it(state: Path, args: tuple[str, ...], message: str) -> None:
     res = run("explain", *args, "--from", str(state))

@@ -141,18 +141,17 @@ def segment_lines(
 
 
 def resolve(text: str, cluster: Cluster, objects: Sequence[Mapping[str, Any]]) -> Endpoint:
-    """`ns/workload`, `ns/pod` or an IPv4 address (a pod's, or one outside the cluster)."""
+    """`ns/workload`, `ns/pod` or an IPv4 or IPv6 address (a pod's, or one outside the
+    cluster)."""
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
         addr = None
     if addr is not None:
-        if addr.version != 4:
-            raise InvalidSpec(f"{text}: only IPv4 addresses are analysed")
         for o in objects:
-            if o.get("kind") == "Pod" and (o.get("status") or {}).get("podIP") == text:
+            if o.get("kind") == "Pod" and addr in _pod_ips(o):
                 return _workload_of(o, cluster, objects)
-        return External(int(addr), int(addr))
+        return External(int(addr), int(addr), addr.version)
     ns, sep, name = text.partition("/")
     if not sep or not ns or not name:
         raise InvalidSpec(f"{text}: expected NAMESPACE/NAME (a workload or a pod) or an IP address")
@@ -168,6 +167,20 @@ def resolve(text: str, cluster: Cluster, objects: Sequence[Mapping[str, Any]]) -
         ):
             return _workload_of(o, cluster, objects)
     raise InvalidSpec(f"{text}: no workload or pod of that name in namespace {ns}")
+
+
+def _pod_ips(pod: Mapping[str, Any]) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """A pod's addresses (status.podIP and every status.podIPs entry), of both families."""
+    status = pod.get("status") or {}
+    texts = [status.get("podIP")] + [x.get("ip") for x in status.get("podIPs") or ()
+                                     if isinstance(x, Mapping)]  # fmt: skip
+    out = set()
+    for t in texts:
+        try:
+            out.add(ipaddress.ip_address(str(t)))
+        except ValueError:
+            continue
+    return out
 
 
 def _workload_of(pod: Mapping[str, Any], cluster: Cluster,

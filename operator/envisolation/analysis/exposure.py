@@ -8,7 +8,8 @@ ingress grant in B and an egress grant in A; a namespace with no select-all poli
 direction is open in that direction. The operator's own policies are what the spec
 declares: an exposure is what all policies allow beyond what the managed ones allow.
 Wide ipBlocks in managed namespaces are reported as possible exposures, because whether
-an ipBlock matches pod addresses depends on the network plugin.
+an ipBlock matches pod addresses depends on the network plugin; `WidePrefixes` says how
+wide, per address family.
 """
 
 from __future__ import annotations
@@ -22,10 +23,41 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from envisolation.analysis.conns import ALL, NONE, Conns
-from envisolation.analysis.netpol import Peer, Policy, PortRule, Rule, parse_policy
+from envisolation.analysis.netpol import Peer, Policy, PortRule, Rule, address, parse_policy
 from envisolation.spec.selectors import LabelSelector
 
-WIDE_PREFIX = 16  # an IPv4 ipBlock of /16 or wider may cover pod addresses
+
+@dataclass(frozen=True)
+class WidePrefixes:
+    """From which width on an ipBlock is reported as possibly covering pod addresses.
+
+    A block is "wide" when it spans a whole prefix of this length or a shorter one (a
+    wider network). The defaults follow how pod addresses are handed out:
+    - IPv4: clusters take a /16 or wider for pods (kubeadm's and flannel's 10.244.0.0/16,
+      Calico's 192.168.0.0/16, GKE /14) and give each node a /24, so a /16 may hold a
+      whole cluster's pods;
+    - IPv6: clusters take a /48 to /56 for pods (kind's fd00:10:244::/56; /48 on most
+      clouds) and give each node a /64 (IPv6 subnets are /64 by convention, kubeadm's
+      node mask default), so a /56 may hold a whole cluster's pods. A /64 holds one node's
+      pods at most, as a /24 does for IPv4, and is not reported in either family.
+    Both are settings (`envisolation run|verify --wide-ipv4-prefix/--wide-ipv6-prefix`)
+    for clusters that allocate otherwise.
+    """
+
+    ipv4: int = 16
+    ipv6: int = 56
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ipv4 <= 32:
+            raise ValueError(f"the IPv4 wide prefix must be 0-32, got {self.ipv4}")
+        if not 0 <= self.ipv6 <= 128:
+            raise ValueError(f"the IPv6 wide prefix must be 0-128, got {self.ipv6}")
+
+    def of(self, version: int) -> int:
+        return self.ipv4 if version == 4 else self.ipv6
+
+
+DEFAULT_WIDE = WidePrefixes()
 
 
 @dataclass(frozen=True)
@@ -152,6 +184,7 @@ def find(
     members: Sequence[Member],
     policies: Sequence[Policy],
     managed: AbstractSet[tuple[str, str]],
+    wide_prefixes: WidePrefixes = DEFAULT_WIDE,
 ) -> list[Exposure]:
     """Every undeclared cross-segment path between members, and wide ipBlocks.
 
@@ -181,15 +214,12 @@ def find(
                         )
                         candidates.add(pair)
                 for x in peers or ():
-                    for lo, hi in x.blocks or ():
-                        net = ipaddress.summarize_address_range(
-                            ipaddress.IPv4Address(lo), ipaddress.IPv4Address(hi)
-                        )
+                    for v, lo, hi in x.blocks or ():
+                        first, last = address(v, lo), address(v, hi)
+                        net = ipaddress.summarize_address_range(first, last)
                         widest = min(n.prefixlen for n in net)
-                        if widest <= WIDE_PREFIX:
-                            block = (
-                                f"ipBlock {ipaddress.IPv4Address(lo)}-{ipaddress.IPv4Address(hi)}"
-                            )
+                        if widest <= wide_prefixes.of(v):
+                            block = f"ipBlock {first}-{last}"
                             src, dst = (
                                 (block, here.name) if direction == "ingress" else (here.name, block)
                             )

@@ -1,9 +1,9 @@
 """NetworkPolicies and workloads, parsed for analysis (reachability.py says what they mean).
 
-Pure. A NetworkPolicy body becomes a Policy (selectors parsed, ipBlocks as IPv4 ranges,
-ports with their protocol), a Pod or workload body a Workload (labels of its pod
-template, named container ports). A body that cannot be read raises InvalidSpec with
-its field path.
+Pure. A NetworkPolicy body becomes a Policy (selectors parsed, ipBlocks as address
+ranges of their family, IPv4 or IPv6, ports with their protocol), a Pod or workload body
+a Workload (labels of its pod template, named container ports). A body that cannot be
+read raises InvalidSpec with its field path.
 """
 
 from __future__ import annotations
@@ -18,6 +18,15 @@ from envisolation.spec.model import InvalidSpec
 from envisolation.spec.selectors import LabelSelector
 
 IPV4_MAX = 2**32 - 1
+IPV6_MAX = 2**128 - 1
+FAMILY_MAX = {4: IPV4_MAX, 6: IPV6_MAX}
+Block = tuple[int, int, int]  # (IP version, first address, last address), as integers
+
+
+def address(version: int, value: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+
+
 WORKLOAD_KINDS = (
     "Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob",
     "ReplicationController",
@@ -49,13 +58,15 @@ class Workload:
 
 @dataclass(frozen=True)
 class External:
-    """A range of IPv4 addresses outside the cluster."""
+    """A range of addresses outside the cluster, of one family (IPv4 or IPv6)."""
 
     first: int
     last: int
+    version: int = 4
 
     def __str__(self) -> str:
-        return f"{ipaddress.IPv4Address(self.first)}-{ipaddress.IPv4Address(self.last)}[External]"
+        v = self.version
+        return f"{address(v, self.first)}-{address(v, self.last)}[External]"
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ class PortRule:
 class Peer:
     pod_selector: LabelSelector | None
     namespace_selector: LabelSelector | None
-    blocks: tuple[tuple[int, int], ...] | None  # IPv4 ranges, for ipBlock peers
+    blocks: tuple[Block, ...] | None  # address ranges, for ipBlock peers
 
 
 @dataclass(frozen=True)
@@ -93,7 +104,9 @@ class Policy:
 # -- parsing --------------------------------------------------------------------------------
 
 
-def _ipv4_ranges(block: Mapping[str, Any], path: str) -> tuple[tuple[int, int], ...]:
+def _block_ranges(block: Mapping[str, Any], path: str) -> tuple[Block, ...]:
+    """cidr minus every except, as ranges of cidr's family (an except of the other family
+    leaves nothing out: it cannot be inside cidr)."""
     try:
         net = ipaddress.ip_network(str(block.get("cidr")), strict=False)
         holes = [
@@ -102,11 +115,9 @@ def _ipv4_ranges(block: Mapping[str, Any], path: str) -> tuple[tuple[int, int], 
         ]
     except ValueError as e:
         raise InvalidSpec(f"{path}: {e}") from e
-    if net.version != 4:
-        return ()  # IPv6 ranges are not analysed
     ranges = [(int(net.network_address), int(net.broadcast_address))]
     for h in holes:
-        if h.version != 4:
+        if h.version != net.version:
             continue
         lo, hi = int(h.network_address), int(h.broadcast_address)
         cut: list[tuple[int, int]] = []
@@ -119,7 +130,7 @@ def _ipv4_ranges(block: Mapping[str, Any], path: str) -> tuple[tuple[int, int], 
             if hi < b:
                 cut.append((hi + 1, b))
         ranges = cut
-    return tuple(ranges)
+    return tuple((net.version, a, b) for a, b in ranges)
 
 
 def _obj(v: Any, path: str) -> Mapping[str, Any]:
@@ -156,7 +167,7 @@ def _rules(raw: Any, key: str, path: str) -> tuple[Rule, ...]:
                 pp = f"{p}.{key}[{j}]"
                 peer = _obj(raw_peer, pp)
                 blocks = (
-                    _ipv4_ranges(_obj(peer["ipBlock"], f"{pp}.ipBlock"), f"{pp}.ipBlock")
+                    _block_ranges(_obj(peer["ipBlock"], f"{pp}.ipBlock"), f"{pp}.ipBlock")
                     if "ipBlock" in peer
                     else None
                 )

@@ -10,7 +10,8 @@ Pure. Written from the Kubernetes API reference:
 - a peer's podSelector alone means pods of the policy's namespace, namespaceSelector
   alone every pod of the selected namespaces (`kubernetes.io/metadata.name` is implied on
   every namespace), both together the selected pods of the selected namespaces;
-- ipBlock (cidr minus except) matches addresses outside the cluster only;
+- ipBlock (cidr minus except) matches addresses outside the cluster only, of its own
+  family: an IPv4 block never covers an IPv6 address, nor the reverse;
 - a port without protocol is TCP; endPort makes a range; a named port resolves against
   the destination pod's container ports of the same protocol, and is dropped if none.
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 from envisolation.analysis.conns import ALL, NONE, Conns
 from envisolation.analysis.netpol import (
-    IPV4_MAX,
+    FAMILY_MAX,
     WORKLOAD_KINDS,
     External,
     Peer,
@@ -72,7 +73,7 @@ def peer_matches(
 
 def peer_covers(peer: Peer, ext: External) -> bool:
     return peer.blocks is not None and any(
-        lo <= ext.first and ext.last <= hi for lo, hi in peer.blocks
+        v == ext.version and lo <= ext.first and ext.last <= hi for v, lo, hi in peer.blocks
     )
 
 
@@ -90,6 +91,27 @@ class Cluster:
     workloads: tuple[Workload, ...]
     policies: tuple[Policy, ...]
     namespaces: Mapping[str, Mapping[str, str]]  # name -> labels (with the implied name label)
+    families: tuple[int, ...] = (4,)  # address families whose external ranges are listed
+
+
+def _families(policies: Iterable[Policy], objects: Iterable[Mapping[str, Any]]) -> tuple[int, ...]:
+    """IPv4 always; IPv6 too when the input shows a dual-stack or IPv6 cluster: an IPv6
+    ipBlock in some policy, or a pod with an IPv6 address (status.podIP or podIPs)."""
+    for p in policies:
+        for rules in (p.ingress, p.egress):
+            for r in rules or ():
+                for peer in r.peers or ():
+                    if any(v == 6 for v, _, _ in peer.blocks or ()):
+                        return (4, 6)
+    for obj in objects:
+        status = obj.get("status") if obj.get("kind") == "Pod" else None
+        if isinstance(status, Mapping):
+            ips = [status.get("podIP")] + [
+                x.get("ip") for x in status.get("podIPs") or () if isinstance(x, Mapping)
+            ]
+            if any(isinstance(ip, str) and ":" in ip for ip in ips):
+                return (4, 6)
+    return (4,)
 
 
 def owners_of(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], tuple[str, str]]:
@@ -130,22 +152,29 @@ def build(objects: Iterable[Mapping[str, Any]]) -> tuple[Cluster, list[str]]:
     for p in policies:
         namespaces.setdefault(p.namespace, {"kubernetes.io/metadata.name": p.namespace})
     ordered = tuple(sorted(workloads.values(), key=str))
-    return Cluster(ordered, tuple(policies), namespaces), notes
+    families = _families(policies, objects)
+    return Cluster(ordered, tuple(policies), namespaces, families), notes
 
 
-def _edges(cluster: Cluster, key: str) -> list[int]:
-    edges = {0, IPV4_MAX + 1}
+def _edges(cluster: Cluster, key: str, version: int) -> list[int]:
+    edges = {0, FAMILY_MAX[version] + 1}
     for p in cluster.policies:
         for r in getattr(p, key) or ():
             for peer in r.peers or ():
-                for lo, hi in peer.blocks or ():
-                    edges.update((lo, hi + 1))
+                for v, lo, hi in peer.blocks or ():
+                    if v == version:
+                        edges.update((lo, hi + 1))
     return sorted(edges)
 
 
 def externals(cluster: Cluster, key: str) -> list[External]:
-    e = _edges(cluster, key)
-    return [External(a, b - 1) for a, b in itertools.pairwise(e)]
+    """The address space outside the cluster, per family, split at every ipBlock edge of
+    the `key` (ingress or egress) rules: within one range every rule decides alike."""
+    out: list[External] = []
+    for v in cluster.families:
+        e = _edges(cluster, key, v)
+        out.extend(External(a, b - 1, v) for a, b in itertools.pairwise(e))
+    return out
 
 
 def _allowed(

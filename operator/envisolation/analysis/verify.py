@@ -7,7 +7,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
-from envisolation.analysis.exposure import Exposure, Member, find
+from envisolation.analysis.exposure import DEFAULT_WIDE, Exposure, Member, WidePrefixes, find
 from envisolation.analysis.netpol import WORKLOAD_KINDS, Policy, parse_policy, pod_template
 from envisolation.policy.plan import owned
 from envisolation.policy.render import NamespaceState, RenderContext, decide
@@ -77,13 +77,21 @@ def report(
     managed: AbstractSet[tuple[str, str]],
     ctx: RenderContext,
     host_network: Sequence[tuple[str, str]] = (),
+    wide_prefixes: WidePrefixes = DEFAULT_WIDE,
 ) -> Report:
     mine = members(iso, isolations, namespaces, ctx)
     names = {m.name for m in mine}
     relevant = [p for p in policies if p.namespace in names]
-    found = tuple(find(mine, relevant, managed))
-    exposed = {(e.source_segment, e.destination_segment) for e in found}
+    found = tuple(find(mine, relevant, managed, wide_prefixes))
     segs = tuple(s.name for s in iso.segments)
+    exposed = set()
+    for e in found:
+        if e.source_segment and e.destination_segment:
+            exposed.add((e.source_segment, e.destination_segment))
+        elif e.destination_segment:  # a wide ipBlock admitted in: may cover any segment's pods
+            exposed.update((a, e.destination_segment) for a in segs if a != e.destination_segment)
+        elif e.source_segment:  # a wide ipBlock allowed out
+            exposed.update((e.source_segment, b) for b in segs if b != e.source_segment)
     matrix = {
         (a, b): "exposed" if (a, b) in exposed else "allowed" if declared(iso, a, b) else "isolated"
         for a in segs
@@ -113,7 +121,11 @@ def host_network(objects: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     return out
 
 
-def reports_from_objects(objects: Sequence[Mapping[str, Any]], ctx: RenderContext) -> list[Report]:
+def reports_from_objects(
+    objects: Sequence[Mapping[str, Any]],
+    ctx: RenderContext,
+    wide_prefixes: WidePrefixes = DEFAULT_WIDE,
+) -> list[Report]:
     """Offline and live alike: EnvironmentIsolations, Namespaces, NetworkPolicies (and the
     pods and workloads, for hostNetwork) in."""
     isolations = [
@@ -132,7 +144,8 @@ def reports_from_objects(objects: Sequence[Mapping[str, Any]], ctx: RenderContex
         if owned(o.get("metadata") or {}, strict=False)
     }
     hosted = host_network(objects)
-    return [report(i, isolations, namespaces, policies, managed, ctx, hosted) for i in isolations]
+    return [report(i, isolations, namespaces, policies, managed, ctx, hosted, wide_prefixes)
+            for i in isolations]  # fmt: skip
 
 
 def format_text(reports: Sequence[Report]) -> str:

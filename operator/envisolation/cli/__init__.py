@@ -124,11 +124,16 @@ def format_rows(rows: Sequence[tuple[str, str, str]], fmt: str) -> str:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from envisolation.analysis import verify
+    from envisolation.analysis.exposure import WidePrefixes
 
+    try:
+        wide = WidePrefixes(args.wide_ipv4_prefix, args.wide_ipv6_prefix)
+    except ValueError as e:
+        raise InputError(str(e)) from e
     objects = read_dir(args.from_dir) if args.from_dir else live_objects()
     ctx = RenderContext(operator_namespace=args.operator_namespace)
     try:
-        reports = verify.reports_from_objects(objects, ctx)
+        reports = verify.reports_from_objects(objects, ctx, wide)
     except InvalidSpec as e:
         raise InputError(str(e)) from e
     if not reports:
@@ -149,6 +154,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from envisolation.runtime.main import run_operator
 
     return run_operator(args)
+
+
+def wide_prefix_options(p: argparse.ArgumentParser) -> None:
+    """The widths from which an ipBlock is a possible exposure (analysis/exposure.py)."""
+    from envisolation.analysis.exposure import DEFAULT_WIDE
+
+    g = p.add_argument_group(
+        "wide ipBlocks", "an ipBlock this wide or wider in a managed namespace may cover pod "
+        "addresses and is reported as a possible exposure",
+    )  # fmt: skip
+    g.add_argument("--wide-ipv4-prefix", type=int, default=DEFAULT_WIDE.ipv4, metavar="LEN",
+                   help=f"IPv4 prefix length, 0-32 (default {DEFAULT_WIDE.ipv4})")  # fmt: skip
+    g.add_argument("--wide-ipv6-prefix", type=int, default=DEFAULT_WIDE.ipv6, metavar="LEN",
+                   help=f"IPv6 prefix length, 0-128 (default {DEFAULT_WIDE.ipv6})")  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
@@ -223,6 +242,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="where /metrics and /readyz listen ('' disables)",
     )
+    wide_prefix_options(run)
     run.set_defaults(func=cmd_run)
 
     render = sub.add_parser("render", help="print the NetworkPolicies the operator would keep")
@@ -263,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
         help="dot: segments and allowed paths as a Graphviz graph; svg, png: rendered by `dot`",
     )  # fmt: skip
     ver.add_argument("--operator-namespace", default=c.DEFAULT_OPERATOR_NAMESPACE)
+    wide_prefix_options(ver)
     ver.set_defaults(func=cmd_verify)
     explain.add_parser(sub)
     return ap

@@ -24,6 +24,7 @@ from typing import Protocol
 
 import structlog
 
+from envisolation.analysis.exposure import DEFAULT_WIDE, WidePrefixes
 from envisolation.policy.conditions import Outcome
 from envisolation.policy.plan import plan_namespace
 from envisolation.policy.render import RenderContext, decide
@@ -67,6 +68,7 @@ class Controller:
         resync_seconds: float = c.DEFAULT_RESYNC_SECONDS,
         concurrency: int = CONCURRENCY,
         leadership: asyncio.Event | None = None,
+        wide_prefixes: WidePrefixes = DEFAULT_WIDE,
     ) -> None:
         self.ctx = ctx
         self.isolations = Isolations()
@@ -77,7 +79,7 @@ class Controller:
         self._idle.set()
         self.events = EventQueue(kube, self._idle)
         self.reporter = Reporter(kube, self.events)
-        self.monitor = ExposureMonitor(self.events)
+        self.monitor = ExposureMonitor(self.events, wide_prefixes)
         self.host_pods = HostPods(kube, watcher, self.touch_exposure)
         self.monitor.host_pods = self.host_pods
         self.memory = MemoryTrim()

@@ -24,6 +24,7 @@ from typing import Any
 import kopf
 import structlog
 
+from envisolation.analysis.exposure import DEFAULT_WIDE
 from envisolation.policy.render import RenderContext
 from envisolation.runtime.client import Kube
 from envisolation.runtime.config import load_config
@@ -77,7 +78,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         kube.gate = memo.elector.may_write
         memo.elector_task = asyncio.create_task(memo.elector.run(), name="leader-election")
     leadership = memo.elector.leading if memo.elector is not None else None
-    memo.controller = Controller(kube, memo.watcher, ctx, resync, leadership=leadership)
+    wide = memo.get("wide_prefixes") or DEFAULT_WIDE
+    memo.controller = Controller(
+        kube, memo.watcher, ctx, resync, leadership=leadership, wide_prefixes=wide
+    )
     memo.task = asyncio.create_task(memo.controller.run(), name="envisolation-controller")
 
 

@@ -36,7 +36,15 @@ def run_operator(args: argparse.Namespace) -> int:
         except ValueError as e:
             print(f"envisolation run: {e}", file=sys.stderr)
             return 2
-    memo = kopf.Memo(operator_namespace=args.namespace, resync_seconds=args.resync, lease=lease)
+    from envisolation.analysis.exposure import WidePrefixes
+
+    try:
+        wide = WidePrefixes(args.wide_ipv4_prefix, args.wide_ipv6_prefix)
+    except ValueError as e:
+        print(f"envisolation run: {e}", file=sys.stderr)
+        return 2
+    memo = kopf.Memo(operator_namespace=args.namespace, resync_seconds=args.resync,
+                     lease=lease, wide_prefixes=wide)  # fmt: skip
     if args.metrics_bind:
         from envisolation.runtime.serve import serve
 

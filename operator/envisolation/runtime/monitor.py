@@ -15,7 +15,14 @@ from dataclasses import replace
 
 import structlog
 
-from envisolation.analysis.exposure import Exposure, Member, SeenPolicy, find
+from envisolation.analysis.exposure import (
+    DEFAULT_WIDE,
+    Exposure,
+    Member,
+    SeenPolicy,
+    WidePrefixes,
+    find,
+)
 from envisolation.analysis.netpol import Policy, parse_policy
 from envisolation.analysis.verify import OWNED
 from envisolation.policy.conditions import Outcome
@@ -34,7 +41,8 @@ EXPOSURE_INTERVAL_SECONDS = 2.0  # exposure analysis runs at most this often
 
 
 class ExposureMonitor:
-    def __init__(self, events: EventQueue) -> None:
+    def __init__(self, events: EventQueue, wide_prefixes: WidePrefixes = DEFAULT_WIDE) -> None:
+        self.wide_prefixes = wide_prefixes
         self.exposures: dict[str, list[Exposure]] = {}
         self.not_isolatable: dict[str, list[str]] = {}  # isolation -> `segment: ns/pod`
         self.host_pods: HostPods | None = None  # hostpods.py, when the controller runs it
@@ -155,7 +163,7 @@ class ExposureMonitor:
                 for lp in managed.get(m.name, {}).values():
                     policies.append(self._as_policy(lp))
                     ours.add((lp.namespace, lp.name))
-            out[iso] = find(mine, policies, ours)
+            out[iso] = find(mine, policies, ours, self.wide_prefixes)
         return out
 
     def update(
