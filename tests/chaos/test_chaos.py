@@ -4,11 +4,13 @@ the API writes the operator made (from the audit log); `make chaos` prints the t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import signal
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -193,16 +195,73 @@ def test_apiserver_restart_during_namespace_creations(
 # 5 ------------------------------------------------------------------------------------------
 
 
-def test_apiserver_frozen_90s_then_resumed(
+FREEZE_S = 130  # past the LIST timeout, so that every timeout is seen to fire
+
+
+def _time_to_fail(kubeconfig: str, call: Callable[[Any], Any]) -> tuple[float, str]:
+    """Seconds until the operator's own API client gives up on `call`, and its error."""
+    from kubernetes import client, config
+
+    from envisolation.runtime.api import ApiError
+    from envisolation.runtime.client import Kube
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
+
+    async def go() -> tuple[float, str]:
+        kube = Kube(cfg)
+        t0 = time.monotonic()
+        try:
+            await call(kube)
+        except ApiError as e:
+            return time.monotonic() - t0, str(e)
+        finally:
+            await kube.aclose()
+        return time.monotonic() - t0, "answered"
+
+    return asyncio.run(go())
+
+
+def _watch_errors(operator: Operator) -> float:
+    """envisolation_api_errors_total{verb="watch"}: one per watch that ended in error."""
+    with urllib.request.urlopen(f"http://{operator.metrics}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("envisolation_api_errors_total{") and 'verb="watch"' in line)  # fmt: skip
+
+
+def test_apiserver_frozen_then_resumed(
     scenario: Scenario, operator: Operator, audit: Audit, kubectl: Kubectl, chaos: Chaos
 ) -> None:
+    """The API server frozen (SIGSTOP) past every client timeout: a write gives up after
+    30 s, a LIST page after 120 s, every watch of the operator notices within 75 s (its
+    read timeout), and after the resume the operator converges without a restart."""
     spaces = scenario.make(6)
     scenario.apply_cr()
     converge(kubectl, audit, scenario.label)
     settle(audit)
+    probe = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": {"name": "chaos-probe", "namespace": spaces[0]},
+             "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}  # fmt: skip
+    calls: dict[str, Callable[[Any], Any]] = {
+        "write": lambda kube: kube.apply_policy(probe),
+        "list": lambda kube: kube.list_each("namespaces", lambda _: None),
+    }
+    failed: dict[str, tuple[float, str]] = {}
+    broken_before = _watch_errors(operator)
     chaos.hack("stop", "kube-apiserver")
-    time.sleep(90)
+    stopped = time.monotonic()
+    threads = [threading.Thread(target=lambda k=k, c=c: failed.__setitem__(
+        k, _time_to_fail(str(kubectl.cluster.kubeconfig), c))) for k, c in calls.items()]  # fmt: skip
+    for t in threads:
+        t.start()
+    # the operator's watches (namespaces, policies, hostNetwork pods) end on their own
+    noticed = eventually(lambda: _watch_errors(operator) - broken_before >= 3
+                         and time.monotonic() - stopped, timeout=FREEZE_S - 10, interval=0.5)  # fmt: skip
+    time.sleep(max(0.0, FREEZE_S - (time.monotonic() - stopped)))
     chaos.hack("cont", "kube-apiserver")
+    for t in threads:
+        t.join(timeout=60)
     eventually(chaos.api_ready, timeout=60)
     mark = audit.mark()
     scenario.relabel(spaces[0], "prod")
@@ -210,8 +269,14 @@ def test_apiserver_frozen_90s_then_resumed(
     _, took = converge(kubectl, audit, scenario.label, timeout=60)
     settle(audit)
     writes = audit.count(mark)
-    record("5 apiserver frozen 90s", converged_s=took, writes=writes)
+    record(f"5 apiserver frozen {FREEZE_S}s", converged_s=took, writes=writes,
+           watches_noticed_s=round(noticed, 1), write_gave_up_s=round(failed["write"][0], 1),
+           list_gave_up_s=round(failed["list"][0], 1))  # fmt: skip
     assert operator.starts == 1 and operator.healthy()
+    assert 30 <= failed["write"][0] < 36, failed["write"]
+    assert 120 <= failed["list"][0] < 126, failed["list"]
+    assert "connection failed" in failed["write"][1] and "connection failed" in failed["list"][1]
+    assert noticed <= 75 + 5, f"the watches noticed the frozen server after {noticed:.1f}s"
 
 
 # 6 ------------------------------------------------------------------------------------------

@@ -37,10 +37,12 @@ class Reporter:
         api: StatusApi,
         events: EventQueue,
         min_interval: float = c.STATUS_MIN_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
         self.events = events
         self._min_interval = min_interval
+        self._clock = clock
         self.due = True
         self._last = 0.0
         self._sent: dict[str, tuple[StatusDict, float]] = {}
@@ -65,10 +67,10 @@ class Reporter:
         `synced`: isolation -> (uid, generation) that its last full pass used; a
         generation not yet fully planned reports Progressing.
         """
-        if not self.due or time.monotonic() - self._last < self._min_interval:
+        if not self.due or self._clock() - self._last < self._min_interval:
             return
         self.due = False
-        self._last = time.monotonic()
+        self._last = self._clock()
         export_namespace_gauge(outcomes.values())
         all_outcomes = list(outcomes.values())
         for rec in records:
@@ -84,9 +86,9 @@ class Reporter:
             if dict(status) == dict(rec.status):
                 continue
             sent, at = self._sent.get(rec.name, ({}, 0.0))
-            if sent == status and time.monotonic() - at < SENT_MEMORY_SECONDS:
+            if sent == status and self._clock() - at < SENT_MEMORY_SECONDS:
                 continue  # written already; the watch has not delivered it yet
-            self._sent[rec.name] = (status, time.monotonic())
+            self._sent[rec.name] = (status, self._clock())
             try:
                 await self._api.apply_status(rec.name, status)
             except ApiError as e:
