@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint fmt unit api chaos dataplane test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare helm kube-router cyclonus-harness system-deps
+.PHONY: mutate help venv lint fmt unit api chaos dataplane test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare helm kube-router cyclonus-harness system-deps
 
 help:
 	@echo "make demo          local cluster + operator + example (Ctrl-C stops it)"
@@ -20,6 +20,7 @@ help:
 	@echo "make cluster-down  stop it"
 	@echo "make bench [N=1000] benchmarks at scale (bench/README.md)"
 	@echo "make bench-compare BASE=REV [N=1000] [ROUNDS=2]  the rollout of REV against HEAD"
+	@echo "make mutate        mutation testing of the pure layers (hack/mutate; tests/README.md)"
 	@echo "make golden        regenerate tests/golden/*/expected.yaml and plan.yaml"
 	@echo "make crd           regenerate crds/ from operator/envisolation/spec/schema.py"
 
@@ -101,6 +102,11 @@ ROUNDS ?= 2
 bench-compare: $(STAMP) controlplane
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) bench/compare.py $(BASE) $(or $(N),1000) $(ROUNDS)
+
+# Mutation testing of the pure layers against the fast tiers (not part of `make test`).
+mutate: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,mutate]'
+	$(PY) hack/mutate
 
 crd: $(STAMP)
 	$(PY) hack/gen_crd.py

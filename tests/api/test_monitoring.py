@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from tests.api.conftest import ROOT, Kubectl, Operator, eventually
-from tests.api.test_operator import condition, holds_exactly, ready
+from tests.api.test_operator import condition, holds_exactly, ready, sentinel
 
 pytestmark = pytest.mark.api
 
@@ -95,7 +95,7 @@ def test_a_policy_written_before_its_namespace_joins_a_segment_is_exposed_when_i
     dev, later = make_ns({label: "dev"}), make_ns({})
     kubectl.apply(tenant_policy(later))
     eventually(lambda: holds_exactly(kubectl, iso, dev))
-    time.sleep(2)  # the operator has seen the tenant's policy, and not kept it
+    sentinel(kubectl, iso, label, make_ns)  # the tenant's policy was seen, and not kept
     assert condition(kubectl, iso, "Exposed").get("status") == "False"
     kubectl("label", "namespace", later, f"{label}=prod")
     eventually(lambda: exposed_by(kubectl, iso, f"{later}/allow-all-namespaces"), timeout=20)
@@ -109,7 +109,7 @@ def test_a_new_isolation_sees_the_policies_that_were_there_before_it(
     label = f"mon.test/{secrets.token_hex(4)}"
     dev, prod = make_ns({label: "dev"}), make_ns({label: "prod"})
     kubectl.apply(tenant_policy(prod))
-    time.sleep(2)  # seen by the operator while no isolation uses the label
+    time.sleep(2)  # ordering, not an absence check: seen while no isolation uses the label
     iso = make_iso(label, isolate=["Ingress"])
     eventually(lambda: holds_exactly(kubectl, iso, dev))
     eventually(lambda: exposed_by(kubectl, iso, f"{prod}/allow-all-namespaces"), timeout=20)

@@ -7,6 +7,7 @@ import secrets
 import subprocess
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -29,6 +30,25 @@ def rendered(kubectl: Kubectl, iso: str, ns: str) -> dict[str, Any]:
     facts = NamespaceFacts.from_body(kubectl.json("get", "namespace", ns))
     d = decide(facts, [EnvironmentIsolation.from_body(body)], RenderContext())
     return {p["metadata"]["name"]: p for p in d.desired}
+
+
+def sentinel(kubectl: Kubectl, iso: str, label: str, make_ns: Any, segment: str = "dev") -> str:
+    """The sign that the operator has handled every change made before this call, before a
+    test asserts that something did not happen: a namespace created now in a segment of
+    `iso` gets its policies from a pass that took it after those changes (one watch
+    delivers namespaces in order; a plan that writes nothing ends before one that writes)."""
+    ns = make_ns({label: segment})
+    eventually(lambda: holds_exactly(kubectl, iso, ns))
+    return ns
+
+
+def isolation_forgotten(operator: Any, iso: str) -> bool:
+    """The operator's namespace gauge no longer counts `iso`: a pass after its deletion."""
+    with urllib.request.urlopen(f"http://{operator.metrics}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return f'isolation="{iso}"' not in "".join(
+        line for line in text.splitlines() if line.startswith("envisolation_namespaces{")
+    )
 
 
 def holds_exactly(kubectl: Kubectl, iso: str, ns: str) -> dict[str, dict[str, Any]]:
@@ -172,9 +192,7 @@ def test_excluded_and_terminating_namespaces_are_untouched(
     eventually(
         lambda: kubectl.policies(going) == {}, timeout=60
     )  # the namespace controller's doing
-    control = make_ns({label: "prod"})
-    eventually(lambda: holds_exactly(kubectl, iso, control))
-    time.sleep(2)
+    sentinel(kubectl, iso, label, make_ns, "prod")
     assert kubectl.policies(going) == {}
     assert kubectl.policies(excluded) == {}
     kubectl(
@@ -319,14 +337,14 @@ def test_a_namespace_claimed_twice_keeps_only_the_older_default_deny(
 
 
 def test_cr_deleted_with_orphan_leaves_policies_and_no_finalizer(
-    kubectl: Kubectl, make_iso, make_ns, label: str
+    kubectl: Kubectl, operator: Any, make_iso, make_ns, label: str
 ) -> None:
     iso = make_iso(label)
     ns = make_ns({label: "dev"})
     live = eventually(lambda: holds_exactly(kubectl, iso, ns))
     assert not kubectl.json("get", "enviso", iso)["metadata"].get("finalizers")
     kubectl("delete", "enviso", iso, "--timeout=10s")
-    time.sleep(2)
+    eventually(lambda: isolation_forgotten(operator, iso))
     assert {n: p["metadata"]["uid"] for n, p in kubectl.policies(ns).items()} == {
         n: p["metadata"]["uid"] for n, p in live.items()
     }
@@ -358,7 +376,7 @@ def test_operator_restart_on_an_unchanged_cluster_writes_nothing(
     for ns in namespaces:
         eventually(lambda ns=ns: holds_exactly(kubectl, iso, ns))
     eventually(lambda: ready(kubectl, iso))
-    time.sleep(2)
+    time.sleep(2)  # let the status settle before the baseline (not an absence check)
     rvs = {
         ns: {n: p["metadata"]["resourceVersion"] for n, p in kubectl.policies(ns).items()}
         for ns in namespaces
@@ -372,7 +390,9 @@ def test_operator_restart_on_an_unchanged_cluster_writes_nothing(
     eventually(
         lambda: operator.metric("envisolation_reconcile_duration_seconds_count") >= 1, timeout=30
     )
-    time.sleep(3)
+    # The signs that the restarted operator has done all it would do: its first pass (over
+    # every namespace) ended, and the status flush after it has counted this isolation.
+    eventually(lambda: not isolation_forgotten(operator, iso), timeout=30)
     # Namespaces of earlier tests are still being cleaned up (deletes); creates and updates
     # of NetworkPolicies, counted by the API server, must not move at all.
     assert kubectl.policy_writes() - writes == 0

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from envisolation.spec.schema import crd
+
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "environmentisolations.envisolation.io.yaml"
 
@@ -18,6 +20,12 @@ def test_committed_crd_is_what_the_generator_prints() -> None:
         [sys.executable, str(ROOT / "hack" / "gen_crd.py"), "--check"], check=False
     )
     assert res.returncode == 0, "crds/ is stale: run `make crd`"
+
+
+def test_committed_crd_is_what_schema_py_builds() -> None:
+    """In this process too (the check above runs the generator as a child): any change
+    to the schema's fields, rules, messages or descriptions shows here."""
+    assert yaml.safe_load(CRD.read_text()) == crd()
 
 
 def _walk(node: dict[str, Any], path: str) -> list[str]:

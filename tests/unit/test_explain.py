@@ -4,19 +4,14 @@ rule that admits (or the default-deny that stops), and whether the spec declares
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.unit.incli import run
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envisolation", *args], capture_output=True, text=True,
-                          cwd=ROOT, check=False, env={"PYTHONPATH": str(ROOT / "operator"), "PATH": "/usr/bin:/bin"})  # fmt: skip
 
 
 def pod(ns: str, name: str, app: str, ip: str = "", named: bool = False) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from envisolation.analysis.verify import reports_from_objects
 from envisolation.cli import render_all
 from envisolation.policy.render import RenderContext
 from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
+from tests.unit import incli
 
 ROOT = Path(__file__).resolve().parents[2]
 CTX = RenderContext()
@@ -125,8 +125,7 @@ def test_verify_cli_exit_codes(tmp_path: Path) -> None:
     (d / "world.yaml").write_text(yaml.safe_dump_all(world(iso(isolate=["Ingress"]))))
 
     def verify(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "envisolation", "verify", "--from", str(d), *args],
-                              capture_output=True, text=True, check=False, env={"PYTHONPATH": str(ROOT / "operator")})  # fmt: skip
+        return incli.run("verify", "--from", str(d), *args)
 
     ok = verify()
     assert ok.returncode == 0, ok.stderr

@@ -21,7 +21,7 @@ from envisolation.policy.conditions import Outcome, status_for
 from envisolation.policy.plan import LivePolicy, plan_namespace
 from envisolation.policy.render import RenderContext, decide
 from envisolation.spec.model import InvalidSpec, IsolationRecord, NamespaceFacts
-from tests.unit.test_properties import specs
+from tests.unit.strategies import spec as rich_spec
 
 CTX = RenderContext()
 
@@ -59,7 +59,7 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 @st.composite
 def damaged_specs(draw: st.DrawFn) -> Any:
-    spec = copy.deepcopy(draw(specs()))
+    spec = copy.deepcopy(draw(rich_spec()))
     for _ in range(draw(st.integers(1, 3))):
         paths = _paths(spec)
         path = draw(st.sampled_from(paths))
@@ -150,7 +150,7 @@ def test_arbitrary_json_never_crashes(spec: Any, raw: list[dict[str, Any]]) -> N
 
 
 @FUZZ
-@given(specs(), namespaces)
+@given(rich_spec(), namespaces)
 def test_valid_specs_always_render(spec: dict[str, Any], raw: list[dict[str, Any]]) -> None:
     assert not run(spec, raw).startswith("invalid"), run(spec, raw)
 

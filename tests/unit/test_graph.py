@@ -6,21 +6,16 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.unit.incli import run_bytes as run
+
 ROOT = Path(__file__).resolve().parents[2]
 DOT = shutil.which("dot")
-
-
-def run(*args: str, path: str = "/usr/bin:/bin") -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "envisolation", *args], capture_output=True,
-                          cwd=ROOT, check=False,
-                          env={"PYTHONPATH": str(ROOT / "operator"), "PATH": path})  # fmt: skip
 
 
 def graph(dot_text: bytes) -> tuple[dict[str, str], list[tuple[str, str, dict[str, Any]]]]:

@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from envisolation.analysis import reachability as r
+from tests.unit import incli
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envisolation", *args], capture_output=True,
-                          text=True, cwd=ROOT, check=False,
-                          env={"PYTHONPATH": str(ROOT / "operator"), "PATH": "/usr/bin:/bin"})  # fmt: skip
+    return incli.run(*args)
 
 
 def pod(ns: str, name: str, owner: tuple[str, str] | None = None, **labels: str) -> dict[str, Any]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +18,11 @@ from envisolation.analysis.verify import reports_from_objects
 from envisolation.cli import render_all
 from envisolation.policy.render import RenderContext
 from envisolation.spec.model import EnvironmentIsolation, InvalidSpec, NamespaceFacts
+from tests.unit.incli import run
 from tests.unit.test_exposure import iso, ns, tenant, world
 
 ROOT = Path(__file__).resolve().parents[2]
 CTX = RenderContext()
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "envisolation", *args], capture_output=True, text=True,
-                          check=False, env={"PYTHONPATH": str(ROOT / "operator"), "PATH": "/usr/bin:/bin"})  # fmt: skip
 
 
 def pod(namespace: str, name: str, *ips: str, app: str = "web") -> dict[str, Any]:

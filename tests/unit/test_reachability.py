@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from envisolation.analysis.conns import ALL, NONE, Conns
 from envisolation.analysis.reachability import build, connlist
+from tests.unit import incli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -253,8 +253,7 @@ def test_cli_prints_every_format(tmp_path: Path) -> None:
     (d / "svc.yaml").write_text("kind: Service\nmetadata: {name: s}\n")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "envisolation", "reachability", str(d), *args],
-                              capture_output=True, text=True, check=False, env={"PYTHONPATH": str(ROOT / "operator")})  # fmt: skip
+        return incli.run("reachability", str(d), *args)
 
     txt = run()
     assert txt.returncode == 0, txt.stderr
@@ -265,6 +264,5 @@ def test_cli_prints_every_format(tmp_path: Path) -> None:
     assert rows[0] == {"src": EXT, "dst": A, "conn": "All Connections"}
     assert run("-o", "csv").stdout.splitlines()[0] == "src,dst,conn"
     assert run("-o", "md").stdout.splitlines()[0] == "| src | dst | conn |"
-    bad = subprocess.run([sys.executable, "-m", "envisolation", "reachability", str(tmp_path / "nope")],
-                         capture_output=True, text=True, check=False, env={"PYTHONPATH": str(ROOT / "operator")})  # fmt: skip
+    bad = incli.run("reachability", str(tmp_path / "nope"))
     assert bad.returncode == 2 and "no such file" in bad.stderr
