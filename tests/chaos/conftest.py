@@ -166,6 +166,9 @@ class Chaos:
         return self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0
 
 
+EVER: dict[str, set[str]] = {}  # label key -> every namespace a scenario ever gave it
+
+
 @dataclass
 class Scenario:
     """One scenario's isolation: its own label key, CR and namespaces."""
@@ -203,11 +206,13 @@ class Scenario:
             }
             for i, n in enumerate(names)
         ]
+        EVER.setdefault(self.label, set()).update(names)
         self.kubectl.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
         self.namespaces += names
         return names
 
     def relabel(self, ns: str, segment: str) -> None:
+        EVER.setdefault(self.label, set()).add(ns)
         self.kubectl("label", "namespace", ns, f"{self.label}={segment}", "--overwrite")
 
 
