@@ -242,3 +242,16 @@ def test_an_except_outside_its_cidr_is_refused_in_both_families(
     ) as e:
         EnvironmentIsolation.from_body(cr)
     assert message in str(e.value)
+
+
+def test_verify_dot_draws_wide_blocks_as_their_own_red_nodes(tmp_path: Path) -> None:
+    prod = tenant("app-prod", ingress=[{"from": [{"ipBlock": {"cidr": "::/0"}}]}])
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump_all(world(iso(isolate=["Ingress"]), prod)))
+    res = run("verify", "--from", str(tmp_path), "-o", "dot")
+    assert res.returncode == 1, res.stderr
+    block = "ipBlock ::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+    assert f'"env/{block}" [shape="ellipse", label="{block}"];' in res.stdout
+    assert (
+        f'"env/{block}" -> "env/prod" [label="EXPOSED All Connections by app-prod/tenant", color="red"'
+        in res.stdout
+    )

@@ -3,9 +3,10 @@
 `verify`: one node per segment; one edge per allowed path: declared paths (the same
 segment, and every allow rule that opens one segment to another) in black, labelled with
 the rules and their ports; exposures in red and bold, labelled with the ports and the
-policies responsible. `reachability`: workloads grouped by namespace (one cluster per
-namespace, as netpol-analyzer's dot output groups them), outside address ranges apart,
-one edge per allowed connection labelled with its ports.
+policies responsible (a wide ipBlock is a node of its own, outside the segments).
+`reachability`: workloads grouped by namespace (one cluster per namespace, as
+netpol-analyzer's dot output groups them), outside address ranges apart, one edge per
+allowed connection labelled with its ports.
 """
 
 from __future__ import annotations
@@ -71,9 +72,17 @@ def verify_dot(reports: Iterable[Any], isolations: Sequence[EnvironmentIsolation
         lines.append("  }")
         exposed: dict[tuple[str, str], list[str]] = {}
         for e in r.exposures:
-            exposed.setdefault((e.source_segment, e.destination_segment), []).append(
-                f"EXPOSED {e.conns} by {','.join(e.policies)}"
-            )
+            label = f"EXPOSED {e.conns} by {','.join(e.policies)}"
+            if e.source_segment and e.destination_segment:
+                exposed.setdefault((e.source_segment, e.destination_segment), []).append(label)
+                continue
+            # a wide ipBlock: its own node, outside the segments, and a red edge
+            block = e.source if not e.source_segment else e.destination
+            node = quote(f"{r.isolation}/{block}")
+            lines.append(f'  {node} [shape="ellipse", label={quote(block)}];')
+            seg = quote(f"{r.isolation}/{e.destination_segment or e.source_segment}")
+            src, dst = (node, seg) if not e.source_segment else (seg, node)
+            lines.append(f"  {src} -> {dst} [label={quote(label)}, {EXPOSED}];")
         for a in r.segments:
             for b in r.segments:
                 src, dst = quote(f"{r.isolation}/{a}"), quote(f"{r.isolation}/{b}")
