@@ -198,8 +198,11 @@ def test_apiserver_restart_during_namespace_creations(
 FREEZE_S = 130  # past the LIST timeout, so that every timeout is seen to fire
 
 
-def _time_to_fail(kubeconfig: str, call: Callable[[Any], Any]) -> tuple[float, str]:
-    """Seconds until the operator's own API client gives up on `call`, and its error."""
+def _time_to_fail(kubeconfig: str, call: Callable[[Any], Any], warm: bool,
+                  ready: threading.Barrier, frozen: threading.Event) -> tuple[float, str]:  # fmt: skip
+    """Seconds until the operator's own API client gives up on `call` once the API server
+    is frozen, and its error. `warm`: over a connection opened (and pooled) before the
+    freeze, as the operator's are; else over a new one (connect and TLS handshake)."""
     from kubernetes import client, config
 
     from envisolation.runtime.api import ApiError
@@ -210,14 +213,19 @@ def _time_to_fail(kubeconfig: str, call: Callable[[Any], Any]) -> tuple[float, s
 
     async def go() -> tuple[float, str]:
         kube = Kube(cfg)
-        t0 = time.monotonic()
         try:
-            await call(kube)
-        except ApiError as e:
-            return time.monotonic() - t0, str(e)
+            if warm:
+                await kube.request("get", "GET", "/version")  # the connection stays pooled
+            await asyncio.to_thread(ready.wait)
+            await asyncio.to_thread(frozen.wait)
+            t0 = time.monotonic()
+            try:
+                await call(kube)
+            except ApiError as e:
+                return time.monotonic() - t0, str(e)
+            return time.monotonic() - t0, "answered"
         finally:
             await kube.aclose()
-        return time.monotonic() - t0, "answered"
 
     return asyncio.run(go())
 
@@ -233,9 +241,10 @@ def _watch_errors(operator: Operator) -> float:
 def test_apiserver_frozen_then_resumed(
     scenario: Scenario, operator: Operator, audit: Audit, kubectl: Kubectl, chaos: Chaos
 ) -> None:
-    """The API server frozen (SIGSTOP) past every client timeout: a write gives up after
-    30 s, a LIST page after 120 s, every watch of the operator notices within 75 s (its
-    read timeout), and after the resume the operator converges without a restart."""
+    """The API server frozen (SIGSTOP) past every client timeout: over a pooled connection
+    a write gives up after 30 s and a LIST page after 120 s, a new connection after 10 s
+    (its TLS handshake never completes); every watch of the operator notices within 75 s
+    (its read timeout); after the resume the operator converges without a restart."""
     spaces = scenario.make(6)
     scenario.apply_cr()
     converge(kubectl, audit, scenario.label)
@@ -243,18 +252,23 @@ def test_apiserver_frozen_then_resumed(
     probe = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
              "metadata": {"name": "chaos-probe", "namespace": spaces[0]},
              "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}  # fmt: skip
-    calls: dict[str, Callable[[Any], Any]] = {
-        "write": lambda kube: kube.apply_policy(probe),
-        "list": lambda kube: kube.list_each("namespaces", lambda _: None),
+    calls: dict[str, tuple[Callable[[Any], Any], bool]] = {
+        "write": (lambda kube: kube.apply_policy(probe), True),
+        "list": (lambda kube: kube.list_each("namespaces", lambda _: None), True),
+        "connect": (lambda kube: kube.apply_policy(probe), False),
     }
     failed: dict[str, tuple[float, str]] = {}
+    ready, frozen = threading.Barrier(len(calls) + 1), threading.Event()
+    kubeconfig = str(kubectl.cluster.kubeconfig)
+    threads = [threading.Thread(target=lambda k=k, c=c, w=w: failed.__setitem__(
+        k, _time_to_fail(kubeconfig, c, w, ready, frozen))) for k, (c, w) in calls.items()]  # fmt: skip
+    for t in threads:
+        t.start()
+    ready.wait(timeout=60)  # every client has its connection (or none, for "connect")
     broken_before = _watch_errors(operator)
     chaos.hack("stop", "kube-apiserver")
     stopped = time.monotonic()
-    threads = [threading.Thread(target=lambda k=k, c=c: failed.__setitem__(
-        k, _time_to_fail(str(kubectl.cluster.kubeconfig), c))) for k, c in calls.items()]  # fmt: skip
-    for t in threads:
-        t.start()
+    frozen.set()
     # the operator's watches (namespaces, policies, hostNetwork pods) end on their own
     noticed = eventually(lambda: _watch_errors(operator) - broken_before >= 3
                          and time.monotonic() - stopped, timeout=FREEZE_S - 10, interval=0.5)  # fmt: skip
@@ -271,11 +285,13 @@ def test_apiserver_frozen_then_resumed(
     writes = audit.count(mark)
     record(f"5 apiserver frozen {FREEZE_S}s", converged_s=took, writes=writes,
            watches_noticed_s=round(noticed, 1), write_gave_up_s=round(failed["write"][0], 1),
-           list_gave_up_s=round(failed["list"][0], 1))  # fmt: skip
+           list_gave_up_s=round(failed["list"][0], 1),
+           new_connection_gave_up_s=round(failed["connect"][0], 1))  # fmt: skip
     assert operator.starts == 1 and operator.healthy()
-    assert 30 <= failed["write"][0] < 36, failed["write"]
-    assert 120 <= failed["list"][0] < 126, failed["list"]
-    assert "connection failed" in failed["write"][1] and "connection failed" in failed["list"][1]
+    assert 30 <= failed["write"][0] < 36, failed["write"]  # CALL_TIMEOUT, on a pooled connection
+    assert 120 <= failed["list"][0] < 126, failed["list"]  # LIST_TIMEOUT
+    assert 10 <= failed["connect"][0] < 16, failed["connect"]  # CONNECT_TIMEOUT (TCP + TLS)
+    assert all("connection failed" in f[1] for f in failed.values()), failed
     assert noticed <= 75 + 5, f"the watches noticed the frozen server after {noticed:.1f}s"
 
 
