@@ -22,15 +22,21 @@ def scrape(operator: Operator) -> str:
         return r.read().decode()
 
 
-def test_a_tenant_policy_opening_prod_to_every_namespace_is_exposed_then_cleared(
-    kubectl: Kubectl, operator: Operator, make_iso, make_ns
-) -> None:
+def isolated_dev_and_prod(kubectl: Kubectl, make_iso, make_ns) -> tuple[str, str, str]:
+    """An ingress-only isolation with a dev and a prod namespace, converged, not exposed."""
     label = f"mon.test/{secrets.token_hex(4)}"
     iso = make_iso(label, isolate=["Ingress"])
     dev, prod = make_ns({label: "dev"}), make_ns({label: "prod"})
     for ns in (dev, prod):
         eventually(lambda ns=ns: holds_exactly(kubectl, iso, ns))
     eventually(lambda: condition(kubectl, iso, "Exposed").get("status") == "False")
+    return iso, dev, prod
+
+
+def test_a_tenant_policy_opening_prod_to_every_namespace_is_exposed_then_cleared(
+    kubectl: Kubectl, operator: Operator, make_iso, make_ns
+) -> None:
+    iso, dev, prod = isolated_dev_and_prod(kubectl, make_iso, make_ns)
 
     tenant = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
               "metadata": {"name": "allow-all-namespaces", "namespace": prod},
@@ -258,12 +264,7 @@ def test_a_wide_ipv6_block_is_a_possible_exposure_like_an_ipv4_one(
 ) -> None:
     """Dual-stack: `::/0` admitted into prod is reported, as `0.0.0.0/0` is; a /64 (one
     node's pod range at most) is not."""
-    label = f"mon.test/{secrets.token_hex(4)}"
-    iso = make_iso(label, isolate=["Ingress"])
-    dev, prod = make_ns({label: "dev"}), make_ns({label: "prod"})
-    for ns in (dev, prod):
-        eventually(lambda ns=ns: holds_exactly(kubectl, iso, ns))
-    eventually(lambda: condition(kubectl, iso, "Exposed").get("status") == "False")
+    iso, dev, prod = isolated_dev_and_prod(kubectl, make_iso, make_ns)
     for ns, name, cidr in ((prod, "from-anywhere-v6", "::/0"), (dev, "from-anywhere-v4", "0.0.0.0/0"),
                            (prod, "from-one-node-v6", "2001:db8:0:1::/64")):  # fmt: skip
         kubectl.apply(json.dumps({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
