@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envisolation.analysis.conns import ALL, Conns
-from envisolation.analysis.netpol import External, Workload, workload_name
+from envisolation.analysis.netpol import External, Workload, pod_ips, workload_name
 from envisolation.analysis.reachability import (
     Cluster,
     owners_of,
@@ -149,7 +149,7 @@ def resolve(text: str, cluster: Cluster, objects: Sequence[Mapping[str, Any]]) -
         addr = None
     if addr is not None:
         for o in objects:
-            if o.get("kind") == "Pod" and addr in _pod_ips(o):
+            if o.get("kind") == "Pod" and addr in pod_ips(o):
                 return _workload_of(o, cluster, objects)
         return External(int(addr), int(addr), addr.version)
     ns, sep, name = text.partition("/")
@@ -167,20 +167,6 @@ def resolve(text: str, cluster: Cluster, objects: Sequence[Mapping[str, Any]]) -
         ):
             return _workload_of(o, cluster, objects)
     raise InvalidSpec(f"{text}: no workload or pod of that name in namespace {ns}")
-
-
-def _pod_ips(pod: Mapping[str, Any]) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """A pod's addresses (status.podIP and every status.podIPs entry), of both families."""
-    status = pod.get("status") or {}
-    texts = [status.get("podIP")] + [x.get("ip") for x in status.get("podIPs") or ()
-                                     if isinstance(x, Mapping)]  # fmt: skip
-    out = set()
-    for t in texts:
-        try:
-            out.add(ipaddress.ip_address(str(t)))
-        except ValueError:
-            continue
-    return out
 
 
 def _workload_of(pod: Mapping[str, Any], cluster: Cluster,

@@ -219,6 +219,23 @@ def parse_policy(body: Mapping[str, Any]) -> Policy:
     )
 
 
+def pod_ips(body: Mapping[str, Any]) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """A Pod's addresses (status.podIP and every status.podIPs entry), of both families;
+    what does not parse as an address is left out."""
+    status = body.get("status") or {}
+    if not isinstance(status, Mapping):
+        return set()
+    texts = [status.get("podIP")] + [x.get("ip") for x in status.get("podIPs") or ()
+                                     if isinstance(x, Mapping)]  # fmt: skip
+    out = set()
+    for t in texts:
+        try:
+            out.add(ipaddress.ip_address(str(t)))
+        except ValueError:
+            continue
+    return out
+
+
 def pod_template(body: Mapping[str, Any]) -> Mapping[str, Any]:
     kind = body.get("kind")
     spec = body.get("spec") or {}

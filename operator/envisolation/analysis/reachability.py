@@ -36,6 +36,7 @@ from envisolation.analysis.netpol import (
     controller_of,
     parse_policy,
     parse_workload,
+    pod_ips,
 )
 
 
@@ -104,13 +105,8 @@ def _families(policies: Iterable[Policy], objects: Iterable[Mapping[str, Any]]) 
                     if any(v == 6 for v, _, _ in peer.blocks or ()):
                         return (4, 6)
     for obj in objects:
-        status = obj.get("status") if obj.get("kind") == "Pod" else None
-        if isinstance(status, Mapping):
-            ips = [status.get("podIP")] + [
-                x.get("ip") for x in status.get("podIPs") or () if isinstance(x, Mapping)
-            ]
-            if any(isinstance(ip, str) and ":" in ip for ip in ips):
-                return (4, 6)
+        if obj.get("kind") == "Pod" and any(ip.version == 6 for ip in pod_ips(obj)):
+            return (4, 6)
     return (4,)
 
 
