@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: mutate help venv lint fmt unit api chaos dataplane test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare helm kube-router cyclonus-harness system-deps
+.PHONY: mutate help venv lint fmt unit api chaos dataplane gitops argocd test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare helm kube-router cyclonus-harness system-deps
 
 help:
 	@echo "make demo          local cluster + operator + example (Ctrl-C stops it)"
@@ -15,6 +15,7 @@ help:
 	@echo "make unit          pure tests only (seconds)"
 	@echo "make chaos         the fault-injection tier only (tests/chaos, ~10 min)"
 	@echo "make dataplane     the packet tier only (tests/dataplane; root, kube-router)"
+	@echo "make gitops        the Argo CD tier only (tests/gitops; Argo CD built from its Go module)"
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
 	@echo "make cluster-up    start the local control plane ($(CLUSTER_DIR)/kubeconfig)"
 	@echo "make cluster-down  stop it"
@@ -45,6 +46,9 @@ kube-router:
 cyclonus-harness:
 	@hack/build-cyclonus-harness >/dev/null
 
+argocd:
+	@hack/build-argocd >/dev/null
+
 # Cheap when nothing is missing; the dataplane tier needs iptables and ipset.
 system-deps:
 	@bash hack/ensure-system-deps
@@ -71,8 +75,11 @@ chaos: $(STAMP) controlplane
 dataplane: $(STAMP) system-deps controlplane kube-router
 	$(PY) -m pytest tests/dataplane $(PYTEST_ARGS)
 
+gitops: $(STAMP) system-deps controlplane helm argocd
+	$(PY) -m pytest tests/gitops $(PYTEST_ARGS)
+
 # Everything CI checks. pytest exits 5 when it collects no test, which fails make.
-test: lint $(STAMP) system-deps controlplane helm kube-router cyclonus-harness
+test: lint $(STAMP) system-deps controlplane helm kube-router cyclonus-harness argocd
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 golden: $(STAMP)
