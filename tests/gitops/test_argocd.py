@@ -142,7 +142,7 @@ def health(argo: Argo, app: str) -> tuple[str, str]:
 
 
 def test_the_install_syncs_through_argo_crd_first(
-    installed: dict[str, Any], kubectl: Kubectl
+    argo: Argo, installed: dict[str, Any], kubectl: Kubectl
 ) -> None:
     st = installed["status"]
     op = st["operationState"]
@@ -169,20 +169,25 @@ def test_the_install_syncs_through_argo_crd_first(
         kubectl(*args)
     crd = kubectl.json("get", "crd", "environmentisolations.envisolation.io")
     assert crd["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-1"
-    # The CRD went first: its wave was synced, and established, before wave 0 was applied.
-    ns = kubectl.json("get", "namespace", "envisolation-system")
-    assert established_at(crd) <= created_at(ns)
+    # The CRD went first: Argo CD applies a wave only once the one before it is done, and
+    # its controller logs each applied object in that order.
+    applied = applied_in_order(argo, "envisolation")
+    assert applied[0].startswith("customresourcedefinition.apiextensions.k8s.io/"), applied
+    assert len(applied) == len(synced), (applied, synced)
 
 
-def created_at(obj: dict[str, Any]) -> str:
-    return str(obj["metadata"]["creationTimestamp"])
-
-
-def established_at(crd: dict[str, Any]) -> str:
-    for c in crd["status"]["conditions"]:
-        if c["type"] == "Established":
-            return str(c["lastTransitionTime"])
-    raise AssertionError("CRD not established")
+def applied_in_order(argo: Argo, app: str) -> list[str]:
+    """The objects the controller applied for `app`, in the order it logged them."""
+    out = []
+    for line in argo.log("application-controller").read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        msg = str(entry.get("msg", ""))
+        if entry.get("application") == app and msg.startswith("Adding resource result"):
+            out.append(msg.split("message: '", 1)[1].split(" ", 1)[0])
+    return out
 
 
 def test_the_operator_runs_with_the_installed_identity(
