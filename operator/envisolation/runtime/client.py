@@ -9,9 +9,11 @@ is never held whole.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +25,7 @@ from envisolation import __version__
 from envisolation.runtime.api import ApiError, Gone, NotLeading, ObjectRef
 from envisolation.runtime.config import load_config, ssl_context
 from envisolation.runtime.metrics import API_ERRORS, API_WRITES
+from envisolation.runtime.throttle import THROTTLE_BUDGET_SECONDS, AdaptiveLimit, retry_after
 from envisolation.spec import constants as c
 from envisolation.spec.kinds import PolicyDict, StatusDict
 
@@ -33,7 +36,7 @@ CONNECT_TIMEOUT = 10.0  # seconds to open a connection: a dead endpoint is notic
 CALL_TIMEOUT = 30.0  # seconds to read the answer to a write: a frozen server frees the slot
 LIST_TIMEOUT = 120.0  # seconds to read one page of a LIST (large objects, a busy server)
 LIST_PAGE = 500  # objects per LIST page: bounds the memory a listing takes at once
-CONNECTIONS = 16  # concurrent API calls; the controller runs 16 namespaces at a time
+CONNECTIONS = 16  # concurrent API calls at most (fewer while throttled: throttle.py)
 USER_AGENT = f"envisolation/{__version__}"  # named as what it is in audit logs and metrics
 JSON_PATCH = "application/json-patch+json"
 COORDINATION = "/apis/coordination.k8s.io/v1"
@@ -67,6 +70,7 @@ class Kube:
         # Asked before every write (leader election's may_write); None: always allowed.
         self.gate: Callable[[], bool] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.limit = AdaptiveLimit(CONNECTIONS)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -105,6 +109,44 @@ class Kube:
         content_type: str = JSON,
         timeout: float = CALL_TIMEOUT,
         gated: bool = False,
+        adaptive: bool = True,
+    ) -> Any:
+        """One API call; a 429 is sent again after its Retry-After (throttle.py).
+
+        `adaptive=False`: neither limited nor retried (the Lease calls)."""
+        if not adaptive:
+            return await self._once(verb, method, path, params, body, content_type, timeout, gated)
+        started = time.monotonic()
+        while True:
+            await self.limit.acquire()
+            try:
+                out = await self._once(
+                    verb, method, path, params, body, content_type, timeout, gated
+                )
+            except Throttled as t:
+                self.limit.release()
+                self.limit.throttled(t.after)
+                if time.monotonic() - started > THROTTLE_BUDGET_SECONDS:
+                    raise
+                await asyncio.sleep(t.after)  # its slot is free meanwhile
+                continue
+            except BaseException:
+                self.limit.release()
+                raise
+            self.limit.release()
+            self.limit.succeeded()
+            return out
+
+    async def _once(
+        self,
+        verb: str,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: Any,
+        content_type: str,
+        timeout: float,
+        gated: bool,
     ) -> Any:
         headers = self._auth()
         data = None
@@ -127,6 +169,10 @@ class Kube:
                 ),
             ) as resp:
                 text = await resp.read()
+                if resp.status == 429:
+                    raise Throttled(
+                        _message(text, resp.reason or ""), resp.headers.get("Retry-After")
+                    )
                 if resp.status >= 400:
                     API_ERRORS.labels(verb, str(resp.status)).inc()
                     cls = Gone if resp.status == 410 else ApiError
@@ -312,6 +358,14 @@ class Kube:
         except ApiError:
             return
         API_WRITES.labels("event").inc()
+
+
+class Throttled(ApiError):
+    """429 Too Many Requests: sent again after `after` seconds (the Retry-After)."""
+
+    def __init__(self, message: str, header: str | None) -> None:
+        super().__init__(429, message)
+        self.after = retry_after(header)
 
 
 def _message(text: bytes, reason: str) -> str:

@@ -79,7 +79,9 @@ def default_namespace() -> str:
 
 
 class Requester(Protocol):
-    async def request(self, verb: str, method: str, path: str, *, body: Any = None) -> Any: ...
+    async def request(
+        self, verb: str, method: str, path: str, *, body: Any = None, adaptive: bool = True
+    ) -> Any: ...
 
 
 class LeaseApi(Protocol):
@@ -93,7 +95,10 @@ class LeaseApi(Protocol):
 
 
 class LeaseClient:
-    """The Lease calls, over the operator's client (never gated: they decide the gate)."""
+    """The Lease calls, over the operator's client (never gated: they decide the gate).
+
+    Not behind the client's adaptive in-flight limit and not retried on 429: a renewal
+    must not queue behind throttled writes (the elector's own loop tries again)."""
 
     def __init__(self, kube: Requester) -> None:
         self._kube = kube
@@ -106,7 +111,7 @@ class LeaseClient:
     async def get_lease(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         try:
             lease: Mapping[str, Any] = await self._kube.request(
-                "get", "GET", self._path(namespace, name)
+                "get", "GET", self._path(namespace, name), adaptive=False
             )
         except ApiError as e:
             if e.status == 404:
@@ -120,7 +125,7 @@ class LeaseClient:
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": name, "namespace": namespace}, "spec": spec}  # fmt: skip
         out: Mapping[str, Any] = await self._kube.request(
-            "create", "POST", self._path(namespace), body=body
+            "create", "POST", self._path(namespace), body=body, adaptive=False
         )
         return out
 
@@ -131,7 +136,7 @@ class LeaseClient:
                 "metadata": {"name": name, "namespace": namespace,
                              "resourceVersion": resource_version}, "spec": spec}  # fmt: skip
         out: Mapping[str, Any] = await self._kube.request(
-            "update", "PUT", self._path(namespace, name), body=body
+            "update", "PUT", self._path(namespace, name), body=body, adaptive=False
         )
         return out
 

@@ -30,6 +30,14 @@ EVENTS_DROPPED = Counter(
     "envisolation_events_dropped_total", "Events not posted because too many were queued"
 )
 API_ERRORS = Counter("envisolation_api_errors_total", "Failed API calls", ["verb", "code"])
+API_THROTTLED = Counter(
+    "envisolation_api_throttled_total",
+    "API responses 429 (API Priority and Fairness); each request is sent again after Retry-After",
+)
+API_IN_FLIGHT_LIMIT = Gauge(
+    "envisolation_api_in_flight_limit",
+    "API requests allowed in flight at once: halved on throttling, grown back on success",
+)
 EXPOSURES = Gauge(
     "envisolation_exposures",
     "Cross-segment paths the spec does not allow, by segment pair",
