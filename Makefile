@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: mutate help venv lint fmt unit api chaos dataplane gitops argocd test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare helm kube-router cyclonus-harness system-deps
+.PHONY: bench-throttle mutate help venv lint fmt unit api chaos dataplane gitops argocd test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare helm kube-router cyclonus-harness system-deps
 
 help:
 	@echo "make demo          local cluster + operator + example (Ctrl-C stops it)"
@@ -20,6 +20,7 @@ help:
 	@echo "make cluster-up    start the local control plane ($(CLUSTER_DIR)/kubeconfig)"
 	@echo "make cluster-down  stop it"
 	@echo "make bench [N=1000] benchmarks at scale (bench/README.md)"
+	@echo "make bench-throttle [N=240] [ROUNDS=3]  the rollout under APF throttling vs a bare client"
 	@echo "make bench-compare BASE=REV [N=1000] [ROUNDS=2]  the rollout of REV against HEAD"
 	@echo "make mutate        mutation testing of the pure layers (hack/mutate; tests/README.md)"
 	@echo "make golden        regenerate tests/golden/*/expected.yaml and plan.yaml"
@@ -102,6 +103,12 @@ N ?=
 bench: $(STAMP) controlplane
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) bench/scale_bench.py $(N)
+
+# The rollout under API Priority and Fairness throttling against a bare client honouring
+# Retry-After, alternating rounds (bench/throttle_bench.py; default N=240, ROUNDS=3).
+bench-throttle: $(STAMP) controlplane
+	cd bench && ROUNDS=$(if $(filter command line environment,$(origin ROUNDS)),$(ROUNDS),3) \
+		../$(PY) throttle_bench.py $(or $(N),240)
 
 # The rollout benchmark of commit BASE against HEAD, alternating rounds (bench/compare.py).
 BASE ?= HEAD~1
