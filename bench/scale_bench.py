@@ -17,6 +17,11 @@ For each N, on a fresh local cluster with the flags the tests use:
      during IDLE_S idle, an operator restart, a forced relist (kube-apiserver restarted),
      and an Argo-CD-like re-apply of the unchanged CR every 10 s for 60 s.
   6. RSS and CPU seconds of the operator.
+  7. Alternating rounds (BENCH_ROUNDS, default 3; round 1 is steps 2-3): the bare client
+     into N fresh namespaces, then the operator with an isolation of its own over N other
+     fresh ones, each timed until a watch has seen every policy; `rounds` keeps each,
+     `ratio_median`, `ratio_min`, `ratio_max` summarise operator over bare client. The
+     cluster grows by 2 x N namespaces per round, which the alternation shares out.
 Results: bench/results/scale-<N>.json; bench/README.md's table comes from them
 (`python bench/scale_bench.py --table`), and bench/results/convergence.png.
 Environment: BENCH_STANDBY=1 (two replicas with leader election; standby-N.json, with the
@@ -61,6 +66,7 @@ CONCURRENCY = 16  # the operator's: Controller(concurrency=16) over a 16-thread 
 STANDBY = os.environ.get("BENCH_STANDBY") == "1"  # a second replica stands by (leader election)
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results")  # compare.py sets it
 WRITE_VERBS = ("POST", "PUT", "PATCH", "APPLY", "DELETE")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))  # alternating bare/operator rounds (ratio_*)
 
 
 def cr() -> dict[str, Any]:
@@ -159,6 +165,69 @@ class Api:
                             return
             except (aiohttp.ClientError, TimeoutError):
                 await asyncio.sleep(0.5)
+
+
+async def extra_round(api: Api, k: Any, n: int, r: int) -> tuple[float, float]:
+    """Round r: the bare client writes the rendered policies of N fresh namespaces, then
+    the operator rolls out an isolation of its own over N other fresh ones (same shape,
+    label key env-r<r>); each timed until every policy exists (seen by a watch)."""
+    label = f"env-r{r}"
+    body = cr()
+    body["metadata"]["name"] = f"environments-r{r}"
+    body["spec"]["namespaceLabel"] = label
+    iso = EnvironmentIsolation.from_body(body)
+    docs, facts_b, facts_o = [], [], []
+    for i in range(n):
+        seg = SEGMENTS[i % 3]
+        for prefix, labels, facts in ((f"r{r}b", {"bench-baseline": seg}, facts_b),
+                                      (f"r{r}o", {label: seg}, facts_o)):  # fmt: skip
+            name = f"{prefix}-{i:05}"
+            docs.append({"apiVersion": "v1", "kind": "Namespace",
+                         "metadata": {"name": name, "labels": labels}})  # fmt: skip
+            facts.append(
+                NamespaceFacts.from_body({"metadata": {"name": name, "labels": {label: seg}}})
+            )
+    for i in range(0, len(docs), 500):
+        k("apply", "-f", "-", stdin=yaml.safe_dump_all(docs[i : i + 500]))
+    ctx = RenderContext()
+    bare = render_all([iso], facts_b, ctx)
+    for p in bare:
+        p["metadata"]["labels"] = {
+            **p["metadata"]["labels"],
+            "app.kubernetes.io/managed-by": f"bench-r{r}",
+        }
+    mine = render_all([iso], facts_o, ctx)
+    sem = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(obj: Any) -> None:
+        async with sem:
+            await api.apply(obj)
+
+    await asyncio.sleep(5)  # the namespaces' watch events are behind everyone
+    t0 = time.monotonic()
+    await asyncio.gather(*(one(dict(p)) for p in bare))
+    bare_s = time.monotonic() - t0
+    want = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in mine}
+    seen: set[tuple[str, str]] = set()
+    done = asyncio.Event()
+
+    def on_event(kind: str, obj: dict[str, Any], at: float) -> None:
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if kind != "DELETED" and key in want:
+            seen.add(key)
+            if len(seen) == len(want):
+                done.set()
+
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(api.watch(on_event, stop))
+    await asyncio.sleep(1)
+    t0 = time.monotonic()
+    k("apply", "-f", "-", stdin=json.dumps(body))
+    await asyncio.wait_for(done.wait(), timeout=3600)
+    op_s = time.monotonic() - t0
+    stop.set()
+    watcher.cancel()
+    return round(bare_s, 2), round(op_s, 2)
 
 
 def proc_stats(pid: int) -> tuple[float, float]:
@@ -424,12 +493,26 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
             w4 = await api.writes()
             result["reapply_writes"] = w4["policies"] - w3["policies"]
             status_writes += w4["status"] - w3["status"]
+            # -- alternating rounds: bare client, operator, each into fresh namespaces ----
+            rounds = [{"round": 1, "bare_s": result["baseline_ssa_s"],
+                       "operator_s": result["convergence_s"]}]  # fmt: skip
+            for r in range(2, ROUNDS + 1):
+                bare_s, op_s = await extra_round(api, k, n, r)
+                rounds.append({"round": r, "bare_s": bare_s, "operator_s": op_s})
+                print(json.dumps(rounds[-1]), flush=True)
         result["status_writes"] = status_writes
         bare = (result["baseline_ssa_s"] + result["baseline_ssa_after_s"]) / 2
         result["ratio"] = round(result["convergence_s"] / bare, 2)
         result["ratio_to_first_baseline"] = round(
             result["convergence_s"] / result["baseline_ssa_s"], 2
         )
+        for row in rounds:
+            row["ratio"] = round(row["operator_s"] / row["bare_s"], 3)
+        ratios = [row["ratio"] for row in rounds]
+        result["rounds"] = rounds
+        result["ratio_median"] = round(statistics.median(ratios), 3)
+        result["ratio_min"] = min(ratios)
+        result["ratio_max"] = max(ratios)
         result.update(
             {
                 "envisolation": __version__,
@@ -453,7 +536,8 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
 
 COLUMNS = [
     ("n", "N"), ("policies", "policies"), ("baseline_ssa_s", "bare SSA s"), ("baseline_ssa_after_s", "bare SSA after s"), ("baseline_kubectl_s", "kubectl s"),
-    ("convergence_s", "operator s"), ("ratio", "ratio"), ("ready_s", "Ready s"), ("latency_p50_s", "p50 s"),
+    ("convergence_s", "operator s"), ("ratio", "ratio"), ("ratio_median", "ratio median"),
+    ("ratio_min", "min"), ("ratio_max", "max"), ("ready_s", "Ready s"), ("latency_p50_s", "p50 s"),
     ("latency_p99_s", "p99 s"), ("writes_per_namespace", "writes/ns"), ("idle_writes", "idle"),
     ("restart_writes", "restart"), ("relist_writes", "relist"), ("reapply_writes", "re-apply"),
     ("status_writes", "status"), ("rss_mib", "RSS MiB"), ("convergence_cpu_s", "CPU s rollout"),
@@ -486,6 +570,13 @@ def plot() -> None:
     for key, label in (("convergence_s", "envisolation"), ("baseline_ssa_s", "bare asyncio SSA"),
                        ("baseline_kubectl_s", "kubectl apply --server-side")):  # fmt: skip
         ax.plot(ns, [r[key] for r in rows], marker="o", label=label)
+    # Every alternating round, where a result has them: the spread behind the medians.
+    for key, label, color in (("operator_s", "envisolation, each round", "C0"),
+                              ("bare_s", "bare SSA, each round", "C1")):  # fmt: skip
+        xs = [r["n"] for r in rows for _ in r.get("rounds", [])]
+        ys = [x[key] for r in rows for x in r.get("rounds", [])]
+        if xs:
+            ax.scatter(xs, ys, s=12, alpha=0.5, color=color, label=label)
     ax.set_xlabel("namespaces")
     ax.set_ylabel("seconds to write every policy")
     ax.set_title("Convergence against the API server's own limit")

@@ -3,8 +3,9 @@
 In order, on one cluster (the tests build on each other like a rollout does):
   1. the install (examples/argocd/application.yaml) syncs manifests/recommended; the
      operator then runs with exactly the installed ServiceAccount and RBAC;
-  2. the isolations (examples/argocd/isolation-application.yaml) sync and stay Synced and
-     Healthy through two minutes of refreshes;
+  2. the isolations (examples/argocd/isolation-application.yaml) sync through the
+     admission guard and stay Synced and Healthy through two minutes of refreshes; a
+     team's Application sees the policies as orphans unless its project ignores them;
   3. Argo CD's own health evaluation of the shipped Lua check;
   4. a change committed to Git reaches the policies (timed);
   5. self-heal and the operator's drift repair do not fight (writes counted);
@@ -44,6 +45,8 @@ OPERATOR_SA = "system:serviceaccount:envisolation-system:envisolation"
 NAMESPACES = ("shop-dev", "shop-test", "shop-prod", "sandbox-prod")
 DENY = "envisolation-default-deny"
 ISO = "environments"
+# What the README tells a team's AppProject with orphanedResources.warn to ignore.
+ORPHAN_IGNORE = {"group": "networking.k8s.io", "kind": "NetworkPolicy", "name": "envisolation-*"}
 # How long the isolations must stay Synced and Healthy under refreshes (the issue's 2 min;
 # shorter only when iterating on the tier by hand).
 STABLE_S = float(os.environ.get("ENVISOLATION_GITOPS_STABLE_S", "120"))
@@ -273,6 +276,54 @@ def test_the_isolations_stay_synced_and_healthy_through_refreshes(
     for ns in ("shop-dev", "shop-test", "shop-prod"):
         holds_git(platform_repo, kubectl, ns)
     FIGURES["stable_refreshes"] = refreshes
+
+
+def orphan_warning(argo: Argo, app: str) -> str:
+    conditions = argo.app(app).get("status", {}).get("conditions") or []
+    return next((c["message"] for c in conditions if c["type"] == "OrphanedResourceWarning"), "")
+
+
+def test_a_team_app_reports_the_policies_as_orphans_unless_its_project_ignores_them(
+    argo: Argo, isolations: dict[str, Any], kubectl: Kubectl, platform_repo: Repo
+) -> None:
+    """Argo CD reports, for an Application whose project warns about orphaned resources,
+    every top-level object in its destination namespace that no Application tracks: the
+    generated NetworkPolicies are such objects in a team's namespace. Never pruned (Argo CD
+    only reports orphans), but a warning the team did not cause: the README's project
+    setting silences exactly them."""
+    project = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+        "metadata": {"name": "team-web", "namespace": "argocd"},
+        "spec": {"sourceRepos": ["*"],
+                 "destinations": [{"server": "https://kubernetes.default.svc", "namespace": "shop-dev"}],
+                 "orphanedResources": {"warn": True}},
+    }  # fmt: skip
+    kubectl.apply(json.dumps(project))
+    platform_repo.write("team-web/config.yaml", yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config"},
+         "data": {"greeting": "hello"}}))  # fmt: skip
+    platform_repo.commit("the web team's config")
+    app = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "team-web", "namespace": "argocd"},
+        "spec": {"project": "team-web",
+                 "source": {"repoURL": platform_repo.url, "targetRevision": "main", "path": "team-web"},
+                 "destination": {"server": "https://kubernetes.default.svc", "namespace": "shop-dev"},
+                 "syncPolicy": {"automated": {"prune": True, "selfHeal": True}}},
+    }  # fmt: skip
+    kubectl.apply(json.dumps(app))
+    argo.wait("team-web")
+    policies = len(managed(kubectl, "shop-dev"))
+    assert policies >= 4
+    eventually(lambda: orphan_warning(argo, "team-web") == f"Application has {policies} orphaned resources",
+               timeout=60)  # fmt: skip
+    ignore = {"spec": {"orphanedResources": {"warn": True, "ignore": [ORPHAN_IGNORE]}}}
+    kubectl(
+        "patch", "appproject", "team-web", "-n", "argocd", "--type=merge", "-p", json.dumps(ignore)
+    )
+    argo.refresh("team-web")
+    eventually(lambda: orphan_warning(argo, "team-web") == "", timeout=60)
+    assert len(managed(kubectl, "shop-dev")) == policies  # reported, never pruned
 
 
 # -- 3. health, as Argo CD evaluates the shipped Lua check -------------------------------

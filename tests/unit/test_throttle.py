@@ -188,7 +188,7 @@ async def test_many_requests_under_throttling_all_succeed_with_fewer_in_flight(
 async def test_past_the_budget_a_429_fails_like_any_transient_error(
     server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kube_client, "THROTTLE_BUDGET_SECONDS", 0.0)
+    monkeypatch.setattr(throttle, "THROTTLE_BUDGET_SECONDS", 0.0)
     server["throttle"] = 5
     with pytest.raises(ApiError) as err:
         await server["kube"].request("get", "GET", "/apis/x")

@@ -9,12 +9,8 @@ is never held whole.
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import json
-import secrets
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -24,8 +20,9 @@ from kubernetes import client
 from envisolation import __version__
 from envisolation.runtime.api import ApiError, Gone, NotLeading, ObjectRef
 from envisolation.runtime.config import load_config, ssl_context
+from envisolation.runtime.events import event_body
 from envisolation.runtime.metrics import API_ERRORS, API_WRITES
-from envisolation.runtime.throttle import THROTTLE_BUDGET_SECONDS, AdaptiveLimit, retry_after
+from envisolation.runtime.throttle import AdaptiveLimit, Throttled, send
 from envisolation.spec import constants as c
 from envisolation.spec.kinds import PolicyDict, StatusDict
 
@@ -114,28 +111,11 @@ class Kube:
         """One API call; a 429 is sent again after its Retry-After (throttle.py).
 
         `adaptive=False`: neither limited nor retried (the Lease calls)."""
-        if not adaptive:
-            return await self._once(verb, method, path, params, body, content_type, timeout, gated)
-        started = time.monotonic()
-        while True:
-            await self.limit.acquire()
-            try:
-                out = await self._once(
-                    verb, method, path, params, body, content_type, timeout, gated
-                )
-            except Throttled as t:
-                self.limit.release()
-                self.limit.throttled(t.after)
-                if time.monotonic() - started > THROTTLE_BUDGET_SECONDS:
-                    raise
-                await asyncio.sleep(t.after)  # its slot is free meanwhile
-                continue
-            except BaseException:
-                self.limit.release()
-                raise
-            self.limit.release()
-            self.limit.succeeded()
-            return out
+
+        def call() -> Awaitable[Any]:
+            return self._once(verb, method, path, params, body, content_type, timeout, gated)
+
+        return await (send(self.limit, call) if adaptive else call())
 
     async def _once(
         self,
@@ -324,29 +304,8 @@ class Kube:
         self, ref: ObjectRef, reason: str, message: str, warning: bool = False
     ) -> None:
         """One core/v1 Event; failures are swallowed, an Event is never worth a retry loop."""
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        ns = ref.namespace or "default"
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{ref.name}.{secrets.token_hex(8)}", "namespace": ns},
-            "involvedObject": {
-                "apiVersion": ref.api_version,
-                "kind": ref.kind,
-                "name": ref.name,
-                "uid": ref.uid,
-                **({"namespace": ref.namespace} if ref.namespace else {}),
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": c.EVENT_SOURCE},
-            "reportingComponent": c.EVENT_SOURCE,
-            "reportingInstance": c.EVENT_SOURCE,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        body = event_body(ref, reason, message, warning)
+        ns = body["metadata"]["namespace"]
         try:
             await self.request(
                 "create",
@@ -358,14 +317,6 @@ class Kube:
         except ApiError:
             return
         API_WRITES.labels("event").inc()
-
-
-class Throttled(ApiError):
-    """429 Too Many Requests: sent again after `after` seconds (the Retry-After)."""
-
-    def __init__(self, message: str, header: str | None) -> None:
-        super().__init__(429, message)
-        self.after = retry_after(header)
 
 
 def _message(text: bytes, reason: str) -> str:

@@ -22,11 +22,15 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 
+from envisolation.runtime.api import ApiError
 from envisolation.runtime.metrics import API_IN_FLIGHT_LIMIT, API_THROTTLED
+
+T = TypeVar("T")
 
 log = structlog.get_logger("envisolation.client")
 
@@ -45,6 +49,37 @@ def retry_after(header: str | None) -> float:
     if not math.isfinite(value) or value < 0:
         value = DEFAULT_RETRY_AFTER
     return min(value, MAX_RETRY_AFTER)
+
+
+class Throttled(ApiError):
+    """429 Too Many Requests: to be sent again after `after` seconds (its Retry-After)."""
+
+    def __init__(self, message: str, header: str | None) -> None:
+        super().__init__(429, message)
+        self.after = retry_after(header)
+
+
+async def send(limit: AdaptiveLimit, call: Callable[[], Awaitable[T]]) -> T:
+    """`call()` within `limit`; a 429 gives the slot back, waits its Retry-After and is
+    sent again, for at most THROTTLE_BUDGET_SECONDS (then it raises, as a transient error)."""
+    started = time.monotonic()
+    while True:
+        await limit.acquire()
+        try:
+            out = await call()
+        except Throttled as t:
+            limit.release()
+            limit.throttled(t.after)
+            if time.monotonic() - started > THROTTLE_BUDGET_SECONDS:
+                raise
+            await asyncio.sleep(t.after)
+            continue
+        except BaseException:
+            limit.release()
+            raise
+        limit.release()
+        limit.succeeded()
+        return out
 
 
 class AdaptiveLimit:
