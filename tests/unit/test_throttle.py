@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 from kubernetes import client
-from structlog.testing import capture_logs
+from structlog.testing import LogCapture
 
 from envisolation.runtime import client as kube_client
 from envisolation.runtime import throttle
@@ -71,6 +73,17 @@ def test_the_limit_halves_once_per_window_and_grows_back_by_one() -> None:
     for _ in range(200):
         lim.succeeded()
     assert lim.limit == 16  # never above the maximum
+
+
+@contextmanager
+def capture_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """The throttle module's log lines. structlog.testing.capture_logs swaps the global
+    processors, which a logger cached by an earlier test (`cache_logger_on_first_use`)
+    never sees, so the module's logger itself is swapped for one that only captures."""
+    cap = LogCapture()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(throttle, "log", structlog.wrap_logger(None, processors=[cap]))
+        yield cap.entries
 
 
 def test_one_warning_per_interval_not_one_per_429() -> None:
