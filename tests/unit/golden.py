@@ -3,7 +3,10 @@
 input.yaml holds EnvironmentIsolations, Namespaces and (optionally) the live managed
 NetworkPolicies; options.yaml may set as_enforce and operator_namespace.
 expected.yaml is exactly what `envisolation render` prints; plan.yaml, written when the
-input has live policies, lists the ordered writes the operator would make.
+input has live policies, lists the ordered writes the operator would make; verify.txt and
+verify.dot are what `envisolation verify` (-o text, -o dot) prints of the cluster once
+the operator has converged: the input with the rendered policies in place of its managed
+ones (other NetworkPolicies, and the pods and workloads, as they are).
 Regenerate with `make golden` after checking that the difference is intended.
 """
 
@@ -13,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from envisolation.analysis.graph import verify_dot
+from envisolation.analysis.verify import format_text, reports_from_objects
 from envisolation.cli import dump, render_all
 from envisolation.policy.plan import LivePolicy, plan_namespace
 from envisolation.policy.render import RenderContext, decide
@@ -23,6 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent / "golden"
 
 def cases() -> list[str]:
     return sorted(p.name for p in ROOT.iterdir() if (p / "input.yaml").exists())
+
+
+def is_managed(doc: dict[str, object]) -> bool:
+    labels = (doc.get("metadata") or {}).get("labels") or {}  # type: ignore[attr-defined]
+    return bool(labels.get("envisolation.io/isolation"))
 
 
 def compute(case: str) -> dict[str, str]:
@@ -36,7 +46,15 @@ def compute(case: str) -> dict[str, str]:
     isos = [EnvironmentIsolation.from_body(x) for x in docs if x["kind"] == "EnvironmentIsolation"]
     namespaces = [NamespaceFacts.from_body(x) for x in docs if x["kind"] == "Namespace"]
     live = [LivePolicy.from_body(x) for x in docs if x["kind"] == "NetworkPolicy"]
-    out = {"expected.yaml": dump(render_all(isos, namespaces, ctx), "yaml")}
+    rendered = render_all(isos, namespaces, ctx)
+    out = {"expected.yaml": dump(rendered, "yaml")}
+    converged = [
+        *(x for x in docs if x["kind"] != "NetworkPolicy" or not is_managed(x)),
+        *(dict(p) for p in rendered),
+    ]
+    reports = reports_from_objects(converged, ctx)
+    out["verify.txt"] = format_text(reports)
+    out["verify.dot"] = verify_dot(reports, isos)
     if live:
         known = {i.name for i in isos if not (i.deleting and i.deletion_policy == "Orphan")}
         managed = [p for p in live if p.isolation is not None]

@@ -67,3 +67,38 @@ def test_invalid_spec_keeps_counts_and_says_what_to_fix() -> None:
     )
     assert cond(s, "Ready")["reason"] == "InvalidSpec"
     assert s["namespaces"] == 3 and s["observedGeneration"] == 4
+
+
+def test_invalid_spec_status_in_full() -> None:
+    """Every field of the status for a spec that cannot be rendered; the counts are kept
+    from the previous status (nothing was changed), anything else in it is dropped."""
+    previous = {
+        "namespaces": "3",
+        "policies": 9,
+        "segments": [{"name": "dev"}],
+        "conditions": [
+            {"type": "Ready", "status": "False", "lastTransitionTime": "T0"},
+            {"type": "Conflict", "status": "False", "lastTransitionTime": "T0"},
+        ],
+    }
+    s = invalid_status(4, "spec.allow[0]: a rule needs ingress or egress", previous, "T")
+    assert s == {
+        "observedGeneration": 4,
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "InvalidSpec",
+             "message": "spec.allow[0]: a rule needs ingress or egress",
+             "observedGeneration": 4, "lastTransitionTime": "T0"},
+            {"type": "Conflict", "status": "Unknown", "reason": "InvalidSpec",
+             "message": "spec is invalid", "observedGeneration": 4, "lastTransitionTime": "T"},
+            {"type": "Exposed", "status": "Unknown", "reason": "NotChecked",
+             "message": "exposure analysis not run", "observedGeneration": 4,
+             "lastTransitionTime": "T"},
+        ],
+        "namespaces": 3,
+        "policies": 9,
+    }  # fmt: skip
+    assert isinstance(s["namespaces"], int)
+    only_policies = invalid_status(1, "m", {"policies": 2}, "T")
+    assert "namespaces" not in only_policies and only_policies["policies"] == 2
+    assert "policies" not in invalid_status(1, "m", {"namespaces": 2}, "T")
+    assert "namespaces" not in invalid_status(1, "m", None, "T")

@@ -32,13 +32,21 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "iso.yaml").write_text(yaml.safe_dump(iso))
     nss = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": s, "labels": {"environment": s}}}
            for s in ("dev", "test", "prod")]  # fmt: skip
+    nss.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
     (d / "ns.yaml").write_text(yaml.safe_dump_all(nss))
     rendered = run("render", "-f", str(d / "iso.yaml"), "--namespaces", str(d / "ns.yaml"))
     assert rendered.returncode == 0, rendered.stderr
     (d / "managed.yaml").write_text(rendered.stdout)
     pods = [pod("dev", "fe-1", "frontend", ip="10.1.0.5"), pod("dev", "be-1", "backend", named=True),
-            pod("test", "fe-2", "frontend"), pod("prod", "api-1", "api")]  # fmt: skip
+            pod("test", "fe-2", "frontend"), pod("prod", "api-1", "api"),
+            pod("other", "tool", "tool", ip="fd00::7"), pod("other", "web", "web")]  # fmt: skip
     (d / "pods.yaml").write_text(yaml.safe_dump_all(pods))
+    # a tenant's policy in the unmanaged namespace: it isolates web, admits nothing
+    tenant = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": "only-nobody", "namespace": "other"},
+              "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                       "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "none"}}}]}]}}  # fmt: skip
+    (d / "tenant.yaml").write_text(yaml.safe_dump(tenant))
     shutil.copy(d / "iso.yaml", d / "iso-copy.yml.bak")  # not a manifest suffix: ignored
     return d
 
@@ -96,3 +104,125 @@ def test_an_ip_names_a_pod_or_an_outside_address(state: Path) -> None:
 def test_bad_input_exits_2_naming_it(state: Path, args: tuple[str, ...], message: str) -> None:
     res = run("explain", *args, "--from", str(state))
     assert res.returncode == 2 and message in res.stderr, res.stderr
+
+
+DEV_EGRESS = "egress: selected by dev/envisolation-default-deny, dev/envisolation-dns, dev/envisolation-same-segment"
+DEV_INGRESS = ("ingress: selected by dev/envisolation-allow-frontend-to-backend, "
+               "dev/envisolation-default-deny, dev/envisolation-same-segment")  # fmt: skip
+PROD_INGRESS = ("ingress: selected by prod/envisolation-allow-test-reads-prod-api, "
+                "prod/envisolation-default-deny, prod/envisolation-same-segment")  # fmt: skip
+DENIED_BY = (
+    "  no rule admits this flow: denied (the default-deny {}/envisolation-default-deny isolates it)"
+)
+EXACT = [
+    (("dev/fe-1", "dev/be-1", "--port", "TCP/80"), 0, [
+        "dev/fe-1[Pod] -> dev/be-1[Pod] on TCP 80: ALLOWED: TCP 80",
+        DEV_EGRESS,
+        "  admitted by dev/envisolation-same-segment egress[0]: TCP 80",
+        DEV_INGRESS,
+        "  admitted by dev/envisolation-allow-frontend-to-backend ingress[0]: TCP 80",
+        "  admitted by dev/envisolation-same-segment ingress[0]: TCP 80",
+        "segments: both in dev (environments); sameSegment allows it"]),
+    (("dev/fe-1", "dev/be-1"), 0, [
+        "dev/fe-1[Pod] -> dev/be-1[Pod]: ALLOWED: All Connections",
+        DEV_EGRESS,
+        "  admitted by dev/envisolation-same-segment egress[0]: All Connections",
+        DEV_INGRESS,
+        "  admitted by dev/envisolation-allow-frontend-to-backend ingress[0]: TCP 80",
+        "  admitted by dev/envisolation-same-segment ingress[0]: All Connections",
+        "segments: both in dev (environments); sameSegment allows it"]),
+    (("dev/fe-1", "prod/api-1"), 1, [
+        "dev/fe-1[Pod] -> prod/api-1[Pod]: DENIED",
+        DEV_EGRESS, DENIED_BY.format("dev"), PROD_INGRESS, DENIED_BY.format("prod"),
+        "segments: dev -> prod is NOT declared in environments's spec: if allowed, this path is "
+        "an exposure"]),
+    (("test/fe-2", "prod/api-1", "--port", "tcp/8443"), 0, [
+        "test/fe-2[Pod] -> prod/api-1[Pod] on TCP 8443: ALLOWED: TCP 8443",
+        "egress: selected by test/envisolation-allow-test-calls-prod-api, "
+        "test/envisolation-default-deny, test/envisolation-dns, test/envisolation-same-segment",
+        "  admitted by test/envisolation-allow-test-calls-prod-api egress[0]: TCP 8443",
+        PROD_INGRESS,
+        "  admitted by prod/envisolation-allow-test-reads-prod-api ingress[0]: TCP 8443",
+        "segments: test -> prod is declared in environments's spec"]),
+    (("10.1.0.5", "8.8.8.8", "--port", "UDP/53"), 1, [
+        "dev/fe-1[Pod] -> 8.8.8.8-8.8.8.8[External] on UDP 53: DENIED",
+        DEV_EGRESS, DENIED_BY.format("dev"),
+        "ingress: the destination is outside the cluster; no policy applies there"]),
+    (("8.8.8.8", "dev/be-1"), 1, [
+        "8.8.8.8-8.8.8.8[External] -> dev/be-1[Pod]: DENIED",
+        "egress: the source is outside the cluster; no policy applies there",
+        DEV_INGRESS, DENIED_BY.format("dev")]),
+    (("fd00::7", "dev/be-1", "--port", "53"), 1, [
+        "other/tool[Pod] -> dev/be-1[Pod] on TCP 53: DENIED",
+        "egress: no policy selects the source for egress: everything is allowed",
+        DEV_INGRESS, DENIED_BY.format("dev")]),
+    (("other/tool", "other/web"), 1, [
+        "other/tool[Pod] -> other/web[Pod]: DENIED",
+        "egress: no policy selects the source for egress: everything is allowed",
+        "ingress: selected by other/only-nobody",
+        "  no rule admits this flow: denied"]),
+    (("other/web", "other/tool", "--port", "SCTP/9"), 0, [
+        "other/web[Pod] -> other/tool[Pod] on SCTP 9: ALLOWED: SCTP 9",
+        "egress: no policy selects the source for egress: everything is allowed",
+        "ingress: no policy selects the destination for ingress: everything is allowed"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "code", "lines"), EXACT)
+def test_explain_prints_exactly(
+    state: Path, args: tuple[str, ...], code: int, lines: list[str]
+) -> None:
+    res = run("explain", *args, "--from", str(state))
+    assert (res.returncode, res.stdout) == (code, "\n".join(lines) + "\n"), res.stderr
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("80", "TCP 80"), ("udp/53", "UDP 53"), ("SCTP/1", "SCTP 1"), ("tcp/65535", "TCP 65535"),
+])  # fmt: skip
+def test_parse_port_reads_protocol_and_port(text: str, shown: str) -> None:
+    from envisolation.analysis.explain import parse_port
+
+    assert str(parse_port(text)) == shown
+
+
+@pytest.mark.parametrize("text", ["TCP/0", "TCP/65536", "ICMP/1", "TCP/x", "TCP/", "/80", "-1"])
+def test_parse_port_refuses_naming_the_flag(text: str) -> None:
+    from envisolation.analysis.explain import parse_port
+    from envisolation.spec.model import InvalidSpec
+
+    with pytest.raises(InvalidSpec) as e:
+        parse_port(text)
+    assert str(e.value) == f"--port {text}: expected PROTO/PORT, e.g. TCP/80 or UDP/53"
+
+
+def test_segment_lines_same_segment_denied_and_outside_any_isolation() -> None:
+    from envisolation.analysis.explain import segment_lines
+    from envisolation.analysis.netpol import External, Workload
+    from envisolation.policy.render import RenderContext
+    from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
+
+    def iso(name: str, key: str, same: bool) -> EnvironmentIsolation:
+        return EnvironmentIsolation.from_body({"metadata": {"name": name}, "spec": {
+            "namespaceLabel": key, "sameSegment": "Allow" if same else "Deny", "segments": [{"name": "dev"}, {"name": "prod"}]}})  # fmt: skip
+
+    def facts(name: str, **labels: str) -> NamespaceFacts:
+        return NamespaceFacts.from_body({"metadata": {"name": name, "labels": labels}})
+
+    closed, other = iso("closed", "environment", False), iso("other", "tier", True)
+    spaces = {n.name: n for n in (facts("a", environment="dev"), facts("b", environment="dev"),
+                                  facts("c", tier="dev"), facts("d"))}  # fmt: skip
+    ctx = RenderContext()
+
+    def w(ns: str) -> Workload:
+        return Workload(ns, "x", "Pod", ())
+
+    assert segment_lines(w("a"), w("b"), [closed, other], spaces, ctx) == [
+        "segments: both in dev (closed); sameSegment does not allow it"
+    ]
+    assert segment_lines(w("a"), w("c"), [closed, other], spaces, ctx) == []  # two isolations
+    assert segment_lines(w("a"), w("d"), [closed, other], spaces, ctx) == []  # d is in none
+    assert segment_lines(w("d"), w("a"), [closed, other], spaces, ctx) == []
+    assert segment_lines(w("a"), w("zz"), [closed, other], spaces, ctx) == []  # not read
+    assert segment_lines(w("a"), w("b"), [], spaces, ctx) == []
+    assert segment_lines(External(1, 1), w("b"), [closed], spaces, ctx) == []
+    assert segment_lines(w("a"), External(1, 1), [closed], spaces, ctx) == []

@@ -133,3 +133,39 @@ def test_verify_lists_host_network_pods_as_not_isolatable(exposed_example: Path)
     text = run("verify", "--from", str(exposed_example)).stdout.decode()
     assert "2 not isolatable (hostNetwork: no NetworkPolicy applies to them):" in text
     assert "  dev: dev/node-agent[Pod]" in text
+
+
+def test_reachability_dot_text() -> None:
+    """The DOT itself, for a small input: clusters per namespace in name order, outside
+    ranges as ellipses, one edge per row in the order given, every string quoted."""
+    from envisolation.analysis.graph import quote, reachability_dot
+
+    rows = [
+        ("shop/web[Deployment]", "shop/db[Deployment]", "TCP 5432"),
+        ("0.0.0.0-255.255.255.255[External]", "shop/web[Deployment]", "TCP 443"),
+        ("ops/cron[CronJob]", "shop/db[Deployment]", "All Connections"),
+    ]
+    assert reachability_dot(rows) == "\n".join([
+        "digraph reachability {",
+        '  rankdir="LR";',
+        '  node [shape="box", style="rounded"];',
+        "  subgraph cluster_ns_0 {",
+        '    label="ops";',
+        '    "ops/cron[CronJob]" [label="cron[CronJob]"];',
+        "  }",
+        "  subgraph cluster_ns_1 {",
+        '    label="shop";',
+        '    "shop/db[Deployment]" [label="db[Deployment]"];',
+        '    "shop/web[Deployment]" [label="web[Deployment]"];',
+        "  }",
+        '  "0.0.0.0-255.255.255.255[External]" [shape="ellipse", label="0.0.0.0-255.255.255.255"];',
+        '  "shop/web[Deployment]" -> "shop/db[Deployment]" [label="TCP 5432"];',
+        '  "0.0.0.0-255.255.255.255[External]" -> "shop/web[Deployment]" [label="TCP 443"];',
+        '  "ops/cron[CronJob]" -> "shop/db[Deployment]" [label="All Connections"];',
+        "}",
+        "",
+    ])  # fmt: skip
+    assert reachability_dot([]) == (
+        'digraph reachability {\n  rankdir="LR";\n  node [shape="box", style="rounded"];\n}\n'
+    )
+    assert quote('a "b" \\ c\nd') == '"a \\"b\\" \\\\ c\\nd"'

@@ -111,3 +111,57 @@ def test_only_an_object_whose_every_field_is_ours_skips_the_comparison_after_app
     assert not sole_manager(_meta("envisolation", "before-first-apply"))  # unowned fields
     assert not sole_manager(_meta())
     assert not sole_manager({})
+
+
+def test_live_policy_keeps_what_planning_needs() -> None:
+    body = {
+        "metadata": {"namespace": "a", "name": "p", "uid": "u1", "resourceVersion": 42,
+                     "labels": {"z": "1", "envisolation.io/isolation": "env"}},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    }  # fmt: skip
+    live = LivePolicy.from_body(body)
+    assert live == LivePolicy(
+        "a", "p", "u1", "42", (("envisolation.io/isolation", "env"), ("z", "1")), body["spec"]
+    )
+    assert live.isolation == "env"
+    empty = LivePolicy.from_body({})
+    assert empty == LivePolicy("", "", "", "", (), {})
+    assert empty.isolation is None
+    again = LivePolicy.from_body({**body, "spec": {"policyTypes": ["Ingress"], "podSelector": {}}})
+    assert again.spec is live.spec  # equal specs share one object
+
+
+def test_live_after_applies_labels_uids_and_deletes() -> None:
+    d = decide(ns("a", environment="dev"), [iso()], CTX)
+    first = live_after(plan_namespace(d, [], {"env"}), [])
+    assert [p.name for p in first] == sorted(p.name for p in first)
+    deny = next(p for p in first if p.name == "envisolation-default-deny")
+    assert (deny.namespace, deny.uid, deny.resource_version) == (
+        "a", "uid-a-envisolation-default-deny", "")  # fmt: skip
+    assert dict(deny.labels)["envisolation.io/isolation"] == "env"
+    assert deny.spec == canonical(
+        next(p for p in d.desired if p["metadata"]["name"] == deny.name)["spec"]
+    )
+    # A live policy with an extra label and a uid keeps both through an update.
+    kept = [LivePolicy(p.namespace, p.name, f"live-{p.name}", "7", (*p.labels, ("team", "x")), {})
+            for p in first]  # fmt: skip
+    after = live_after(plan_namespace(d, kept, {"env"}), kept)
+    by_name = {p.name: p for p in after}
+    assert by_name["envisolation-default-deny"].uid == "live-envisolation-default-deny"
+    assert ("team", "x") in by_name["envisolation-default-deny"].labels
+    assert by_name["envisolation-default-deny"].spec == deny.spec
+    gone = live_after(plan_namespace(decide(ns("a"), [iso()], CTX), first, {"env"}), first)
+    assert gone == []
+
+
+def test_impersonation_is_the_label_without_our_field_manager() -> None:
+    from envisolation.policy.plan import impersonates
+
+    label = {"app.kubernetes.io/managed-by": "envisolation"}
+    ours = [{"manager": "envisolation", "operation": "Apply"}]
+    theirs = [{"manager": "kubectl", "operation": "Update"}]
+    assert impersonates({"labels": label, "managedFields": theirs})
+    assert not impersonates({"labels": label, "managedFields": ours})
+    assert impersonates({"labels": label})  # strict: no managedFields, not ours
+    assert not impersonates({"labels": {"app.kubernetes.io/managed-by": "helm"}})
+    assert not impersonates({"managedFields": theirs})

@@ -1,0 +1,137 @@
+"""The parts of exposure analysis that the runtime uses directly: a seen policy, an
+exposure as status and as text, the wide-prefix settings, and ports a rule may allow."""
+
+from __future__ import annotations
+
+import pytest
+
+from envisolation.analysis.conns import ALL, Conns
+from envisolation.analysis.exposure import (
+    Exposure,
+    Member,
+    SeenPolicy,
+    WidePrefixes,
+    find,
+)
+from envisolation.analysis.netpol import parse_policy
+from envisolation.spec.selectors import LabelSelector
+
+SPEC = {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]}
+
+
+def test_seen_policy_keeps_namespace_name_and_sorted_labels() -> None:
+    body = {
+        "metadata": {"namespace": "shop", "name": "open", "labels": {"b": "2", "a": 1}},
+        "spec": SPEC,
+    }
+    seen = SeenPolicy.from_body(body)
+    assert seen.labels == (("a", "1"), ("b", "2"))
+    assert (seen.policy.namespace, seen.policy.name) == ("shop", "open")
+    parsed = parse_policy(body)
+    assert (seen.policy.pod_selector, seen.policy.ingress, seen.policy.egress) == (
+        parsed.pod_selector,
+        parsed.ingress,
+        parsed.egress,
+    )
+
+
+def test_seen_policy_defaults_and_shared_parse() -> None:
+    bare = SeenPolicy.from_body({"spec": SPEC})
+    assert (bare.policy.namespace, bare.policy.name, bare.labels) == ("default", "", ())
+    no_spec = SeenPolicy.from_body({"metadata": {"name": "x", "namespace": "n"}})
+    assert no_spec.policy.ingress == () and no_spec.policy.egress is None  # isolates ingress
+    assert no_spec.policy.pod_selector == LabelSelector((), ())
+    a = SeenPolicy.from_body({"metadata": {"namespace": "a", "name": "p"}, "spec": SPEC})
+    b = SeenPolicy.from_body({"metadata": {"namespace": "b", "name": "q"}, "spec": dict(SPEC)})
+    assert a.policy.ingress is b.policy.ingress  # equal specs are parsed once
+    assert (a.policy.namespace, b.policy.namespace) == ("a", "b")
+
+
+EXPOSURE = Exposure("dev", "app-dev", "prod", "db", Conns.of("TCP", 5432), ("db/x", "db/y"))
+
+
+def test_exposure_as_status_and_text() -> None:
+    assert EXPOSURE.as_status() == {
+        "sourceSegment": "dev",
+        "source": "app-dev",
+        "destinationSegment": "prod",
+        "destination": "db",
+        "ports": "TCP 5432",
+        "policies": "db/x,db/y",
+    }
+    assert str(EXPOSURE) == "dev/app-dev -> prod/db: TCP 5432 via db/x, db/y"
+    wide_in = Exposure("", "ipBlock 0.0.0.0-255.255.255.255", "prod", "db", ALL, ("db/x",))
+    assert str(wide_in) == "ipBlock 0.0.0.0-255.255.255.255 -> prod/db: All Connections via db/x"
+    wide_out = Exposure("dev", "app", "", "ipBlock 10.0.0.0-10.255.255.255", ALL, ("app/x",))
+    assert str(wide_out) == "dev/app -> ipBlock 10.0.0.0-10.255.255.255: All Connections via app/x"
+    assert EXPOSURE.key == ("app-dev", "db", ("db/x", "db/y"))
+
+
+@pytest.mark.parametrize(("v4", "v6"), [(0, 0), (32, 128), (16, 56)])
+def test_wide_prefixes_accept_their_range(v4: int, v6: int) -> None:
+    w = WidePrefixes(v4, v6)
+    assert (w.of(4), w.of(6)) == (v4, v6)
+
+
+@pytest.mark.parametrize(
+    ("v4", "v6", "message"),
+    [
+        (-1, 56, "the IPv4 wide prefix must be 0-32, got -1"),
+        (33, 56, "the IPv4 wide prefix must be 0-32, got 33"),
+        (16, -1, "the IPv6 wide prefix must be 0-128, got -1"),
+        (16, 129, "the IPv6 wide prefix must be 0-128, got 129"),
+    ],
+)
+def test_wide_prefixes_refuse_out_of_range(v4: int, v6: int, message: str) -> None:
+    with pytest.raises(ValueError, match="wide prefix") as e:
+        WidePrefixes(v4, v6)
+    assert str(e.value) == message
+
+
+def members() -> list[Member]:
+    return [
+        Member("app", {"environment": "dev"}, "dev"),
+        Member("db", {"environment": "prod"}, "prod"),
+    ]
+
+
+def tenant(ports: list[dict[str, object]] | None) -> object:
+    rule: dict[str, object] = {"from": [{"namespaceSelector": {}}]}
+    if ports is not None:
+        rule["ports"] = ports
+    return parse_policy(
+        {
+            "metadata": {"namespace": "db", "name": "tenant"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [rule]},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("ports", "shown"),
+    [
+        (None, "All Connections"),
+        ([{"port": 80}], "TCP 80"),
+        ([{"port": "8080"}], "TCP 8080"),
+        ([{"port": "http"}], "TCP 1-65535"),
+        ([{"protocol": "UDP"}], "UDP 1-65535"),
+        ([{"protocol": "SCTP", "port": 9000, "endPort": 9005}], "SCTP 9000-9005"),
+        (
+            [{"port": 53, "protocol": "UDP"}, {"port": "dns", "protocol": "TCP"}],
+            "TCP 1-65535,UDP 53",
+        ),
+    ],
+)
+def test_a_rule_allows_its_ports_and_a_named_port_any_of_its_protocol(
+    ports: list[dict[str, object]] | None, shown: str
+) -> None:
+    deny = parse_policy(
+        {"metadata": {"namespace": "db", "name": "deny"}, "spec": {"podSelector": {}}}
+    )
+    (e,) = find(members(), [deny, tenant(ports)], {("db", "deny")})  # type: ignore[list-item]
+    assert (e.source, e.destination, e.policies, str(e.conns)) == (
+        "app",
+        "db",
+        ("db/tenant",),
+        shown,
+    )
