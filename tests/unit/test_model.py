@@ -37,6 +37,10 @@ def test_segment_enforcement_overrides_the_default() -> None:
 
 
 RULE = {"name": "r", "ingress": [{"from": [{"podSelector": {}}]}]}
+DNS_RULE = (
+    " (lower-case letters, digits and '-', starting and ending with a letter or digit, at most "
+    "63 characters)"
+)
 
 
 @pytest.mark.parametrize(
@@ -47,11 +51,15 @@ RULE = {"name": "r", "ingress": [{"from": [{"podSelector": {}}]}]}
             {"segments": [{"name": "dev"}, {"name": "dev"}]},
             "spec.segments[1].name: duplicate segment name 'dev'",
         ),
-        ({"segments": [{"name": "Dev"}]}, "spec.segments[0].name: 'Dev' must be a DNS label"),
+        (
+            {"segments": [{"name": "Dev"}]},
+            "spec.segments[0].name: 'Dev' must be a DNS label" + DNS_RULE,
+        ),
         ({"enforcement": "Maybe"}, "spec.enforcement: 'Maybe' is not one of Enforce, Audit, Off"),
         (
             {"enforcement": False},
-            "spec.enforcement: got the boolean false; YAML reads an unquoted Off",
+            "spec.enforcement: got the boolean false; YAML reads an unquoted Off as false, so "
+            'write "Off" in quotes',
         ),
         ({"isolate": []}, "spec.isolate: must name at least one of Ingress, Egress"),
         (
@@ -60,7 +68,11 @@ RULE = {"name": "r", "ingress": [{"from": [{"podSelector": {}}]}]}
         ),
         ({"allow": [RULE, RULE]}, "spec.allow[1].name: duplicate rule name 'r'"),
         ({"allow": [{"name": "r"}]}, "spec.allow[0]: rule 'r' needs ingress or egress"),
-        ({"allow": [{"name": "x" * 45, "ingress": []}]}, "at most 44 characters"),
+        (
+            {"allow": [{"name": "x" * 45, "ingress": []}]},
+            f"spec.allow[0].name: '{'x' * 45}' must be a DNS label"
+            + DNS_RULE.replace("63 characters", "44 characters"),
+        ),
         (
             {"allow": [{**RULE, "segments": ["qa"]}]},
             "spec.allow[0].segments[0]: unknown segment 'qa'; segments are dev, prod",
@@ -79,7 +91,8 @@ RULE = {"name": "r", "ingress": [{"from": [{"podSelector": {}}]}]}
                     {"name": "r", "egress": [{"to": [{"segment": "dev", "namespaceSelector": {}}]}]}
                 ]
             },
-            "spec.allow[0].egress[0].to[0]: segment 'dev' and namespaceSelector cannot both be set",
+            "spec.allow[0].egress[0].to[0]: segment 'dev' and namespaceSelector cannot both be set: "
+            "the segment already selects its namespaces",
         ),
         (
             {
@@ -96,7 +109,8 @@ RULE = {"name": "r", "ingress": [{"from": [{"podSelector": {}}]}]}
         ),
         (
             {"allow": [{"name": "r", "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}]},
-            "spec.allow[0].egress[0].to[0].ipBlock.cidr: '10.0.0.0/33' is not a valid CIDR",
+            "spec.allow[0].egress[0].to[0].ipBlock.cidr: '10.0.0.0/33' is not a valid CIDR "
+            "('10.0.0.0/33' does not appear to be an IPv4 or IPv6 network)",
         ),
         (
             {
@@ -144,11 +158,12 @@ RULE = {"name": "r", "ingress": [{"from": [{"podSelector": {}}]}]}
                     {"name": "dev", "namespaceSelector": {"matchLabels": {"environment": "prod"}}}
                 ]
             },
-            "spec.segments[0].namespaceSelector.matchLabels: environment=prod contradicts",
+            "spec.segments[0].namespaceSelector.matchLabels: environment=prod contradicts the "
+            "segment label environment=dev; no namespace could match",
         ),
         (
             {"excludeNamespaces": ["Bad_NS"]},
-            "spec.excludeNamespaces[0]: 'Bad_NS' must be a DNS label",
+            "spec.excludeNamespaces[0]: 'Bad_NS' must be a DNS label" + DNS_RULE,
         ),
         ({"deletionPolicy": "Keep"}, "spec.deletionPolicy: 'Keep' is not one of Orphan, Delete"),
         ({"dns": {"enabled": "yes"}}, "spec.dns.enabled: must be true or false"),
@@ -158,7 +173,7 @@ RULE = {"name": "r", "ingress": [{"from": [{"podSelector": {}}]}]}
 def test_invalid_spec_names_the_field(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidSpec) as err:
         EnvironmentIsolation.from_body(body(**spec))
-    assert message in str(err.value)
+    assert str(err.value) == message
 
 
 def test_missing_name_is_an_error() -> None:

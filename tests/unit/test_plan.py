@@ -165,3 +165,28 @@ def test_impersonation_is_the_label_without_our_field_manager() -> None:
     assert impersonates({"labels": label})  # strict: no managedFields, not ours
     assert not impersonates({"labels": {"app.kubernetes.io/managed-by": "helm"}})
     assert not impersonates({"managedFields": theirs})
+
+
+def test_a_port_range_gets_the_default_protocol_too() -> None:
+    assert canonical({"endPort": 90}) == {"endPort": 90, "protocol": "TCP"}
+    assert canonical({"port": 80, "protocol": "UDP"}) == {"port": 80, "protocol": "UDP"}
+    assert canonical({"from": None, "ports": [{}]}) == {"ports": [{}]}
+
+
+def test_a_live_spec_is_canonicalised_once_and_the_cache_is_bounded() -> None:
+    from envisolation.policy import plan
+
+    spec: Any = {"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]}
+    first = plan._canonical_live(spec)
+    assert first == canonical(spec)
+    assert plan._canonical_live(spec) is first  # the same object: not computed again
+    other: Any = {"podSelector": {}, "ingress": [{"ports": [{"port": 81}]}]}
+    assert plan._canonical_live(other) == canonical(other)
+    assert plan._canonical_live(spec) is first
+    plan._CANONICAL.clear()
+    kept = [{"n": i} for i in range(8193)]  # alive, so no id is reused
+    for s in kept:
+        plan._canonical_live(s)  # type: ignore[arg-type]
+    assert len(plan._CANONICAL) == 8193  # up to 8,192 entries, then one more
+    plan._canonical_live(spec)
+    assert len(plan._CANONICAL) == 1  # more than 8,192: cleared before adding

@@ -266,3 +266,82 @@ def test_cli_prints_every_format(tmp_path: Path) -> None:
     assert run("-o", "md").stdout.splitlines()[0] == "| src | dst | conn |"
     bad = incli.run("reachability", str(tmp_path / "nope"))
     assert bad.returncode == 2 and "no such file" in bad.stderr
+
+
+def test_ip_blocks_never_match_pods_in_the_cluster() -> None:
+    """An ipBlock peer covers addresses outside the cluster only: a pod whose address
+    falls inside it is not admitted by it."""
+    pol = netpol("b", "p", policyTypes=["Ingress"],
+                 ingress=[{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}])  # fmt: skip
+    got = pairs(deploy("a", "web"), deploy("b", "api"), pol)
+    assert (A, B) not in got and got[(EXT, B)] == "All Connections"
+
+
+def test_named_ports_resolve_on_the_destination_for_outside_sources_and_egress() -> None:
+    api = deploy("b", "api", ports=[{"name": "http", "containerPort": 8080}])
+    inn = netpol("b", "in", policyTypes=["Ingress"],
+                 ingress=[{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": "http"}]}])  # fmt: skip
+    out = netpol("a", "out", policyTypes=["Egress"],
+                 egress=[{"to": [{"namespaceSelector": {}}], "ports": [{"port": "http"}]}])  # fmt: skip
+    got = pairs(deploy("a", "web"), api, inn, out)
+    assert got[("10.0.0.0-10.255.255.255[External]", B)] == "TCP 8080"
+    assert (A, B) not in got  # b admits only 10.0.0.0/8
+    open_b = pairs(deploy("a", "web"), api, out)
+    assert open_b[(A, B)] == "TCP 8080"  # egress by name: the destination's port
+    assert (A, EXT) not in open_b  # an outside address has no named ports
+
+
+def test_every_pair_but_self_is_listed_in_byte_order() -> None:
+    objs = [deploy("a", "web"), deploy("b", "api"), deploy("c", "db")]
+    cluster, notes = build(objs)
+    names = [(str(c.src), str(c.dst)) for c in connlist(cluster)]
+    ws = ["a/web[Deployment]", "b/api[Deployment]", "c/db[Deployment]"]
+    want = [(x, y) for x in ws for y in [*ws, EXT] if x != y] + [(EXT, w) for w in ws]
+    assert names == sorted(want, key=lambda p: (p[0].encode(), p[1].encode()))
+    assert notes == []
+
+
+def test_namespace_objects_carry_their_labels_and_the_implied_name() -> None:
+    pol = netpol("b", "p", policyTypes=["Ingress"], ingress=[{"from": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "a", "team": "x"}}}]}])  # fmt: skip
+    objs = [namespace("a", team="x"), namespace("c", team="x"), deploy("a", "web"),
+            deploy("c", "tool"), deploy("b", "api"), pol]  # fmt: skip
+    got = pairs(*objs)
+    assert (A, B) in got and ("c/tool[Deployment]", B) not in got
+    cluster, _ = build(objs)
+    assert cluster.namespaces["a"] == {"team": "x", "kubernetes.io/metadata.name": "a"}
+    assert cluster.namespaces["b"] == {"kubernetes.io/metadata.name": "b"}
+
+
+def test_skipped_objects_are_noted_by_kind_and_name() -> None:
+    _, notes = build([{"kind": "Service", "metadata": {"name": "s"}}, {"kind": "ConfigMap"}])
+    assert notes == ["skipping Service s", "skipping ConfigMap "]
+
+
+def test_address_families_follow_the_pods_and_blocks() -> None:
+    def pod(name: str, *ips: str) -> dict[str, Any]:
+        return {"kind": "Pod", "metadata": {"name": name, "namespace": "a"},
+                "status": {"podIPs": [{"ip": ip} for ip in ips]}}  # fmt: skip
+
+    assert build([pod("v4", "10.0.0.1")])[0].families == (4,)
+    assert build([pod("v4", "10.0.0.1"), pod("v6", "fd00::1")])[0].families == (4, 6)
+    six = netpol("a", "p", ingress=[{"from": [{"ipBlock": {"cidr": "fd00::/8"}}]}])
+    assert build([pod("v4", "10.0.0.1"), six])[0].families == (4, 6)
+
+
+def test_pod_ips_reads_pod_ip_and_pod_ips_skipping_what_does_not_parse() -> None:
+    from envisolation.analysis.netpol import pod_ips
+
+    body = {"status": {"podIPs": [{"ip": "nonsense"}, {"ip": "fd00::1"}, {"ip": "10.0.0.1"}, "x"]}}
+    assert {str(a) for a in pod_ips(body)} == {"fd00::1", "10.0.0.1"}
+    assert {str(a) for a in pod_ips({"status": {"podIP": "10.0.0.2"}})} == {"10.0.0.2"}
+    assert pod_ips({"status": "Running"}) == set()
+
+
+def test_pods_of_a_deployment_without_a_namespace_are_in_default() -> None:
+    owner = {"kind": "Deployment", "name": "web", "controller": True}
+    rs = {"kind": "ReplicaSet", "metadata": {"name": "web-1", "ownerReferences": [owner]}}
+    pod = {"kind": "Pod", "metadata": {"name": "web-1-x", "labels": {"app": "web"},
+           "ownerReferences": [{"kind": "ReplicaSet", "name": "web-1", "controller": True}]}}  # fmt: skip
+    cluster, _ = build([rs, pod])
+    assert [str(w) for w in cluster.workloads] == ["default/web[Deployment]"]

@@ -64,7 +64,7 @@ def peer_matches(
     if peer.blocks is not None:
         return False
     if peer.namespace_selector is not None:
-        labels = ns_labels.get(w.namespace) or {"kubernetes.io/metadata.name": w.namespace}
+        labels = ns_labels.get(w.namespace, {})  # build() lists every workload's namespace
         if not peer.namespace_selector.matches(labels):
             return False
     elif w.namespace != policy_ns:
@@ -143,10 +143,8 @@ def build(objects: Iterable[Mapping[str, Any]]) -> tuple[Cluster, list[str]]:
             workloads.setdefault(str(w), w)
         else:
             notes.append(f"skipping {kind} {(obj.get('metadata') or {}).get('name', '')}")
-    for w in workloads.values():
+    for w in workloads.values():  # a namespace known only from its workloads
         namespaces.setdefault(w.namespace, {"kubernetes.io/metadata.name": w.namespace})
-    for p in policies:
-        namespaces.setdefault(p.namespace, {"kubernetes.io/metadata.name": p.namespace})
     ordered = tuple(sorted(workloads.values(), key=str))
     families = _families(policies, objects)
     return Cluster(ordered, tuple(policies), namespaces, families), notes

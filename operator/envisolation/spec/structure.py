@@ -42,7 +42,7 @@ def check_spec(spec: object) -> None:
 
 
 def _short(v: object) -> str:
-    text = json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else json.dumps(v)
+    text = json.dumps(v, ensure_ascii=False)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
