@@ -135,3 +135,31 @@ def test_a_rule_allows_its_ports_and_a_named_port_any_of_its_protocol(
         ("db/tenant",),
         shown,
     )
+
+
+def policy(ns: str, name: str, **spec: object) -> object:
+    return parse_policy({"metadata": {"namespace": ns, "name": name}, "spec": spec})
+
+
+def test_a_pod_selector_peer_is_the_policys_own_namespace_only() -> None:
+    deny = policy("db", "deny", podSelector={})
+    own = policy("db", "tenant", podSelector={}, ingress=[{"from": [{"podSelector": {}}]}])
+    found = find(members(), [deny, own], {("db", "deny")})  # type: ignore[list-item]
+    assert found == []
+
+
+def test_a_policy_selecting_some_pods_leaves_the_others_open() -> None:
+    """app opens its egress to everything; db's only ingress policy selects its db pods,
+    so db's other pods stay open to everything, not only to the policy's port."""
+    out_deny = policy("app", "deny", podSelector={}, policyTypes=["Egress"])
+    out_all = policy("app", "out", podSelector={}, policyTypes=["Egress"],
+                     egress=[{"to": [{"namespaceSelector": {}}]}])  # fmt: skip
+    some = policy("db", "some", podSelector={"matchLabels": {"app": "db"}},
+                  ingress=[{"from": [{"namespaceSelector": {}}], "ports": [{"port": 5432}]}])  # fmt: skip
+    (e,) = find(members(), [out_deny, out_all, some], {("app", "deny")})  # type: ignore[list-item]
+    assert (e.source, e.destination, str(e.conns), e.policies) == (
+        "app", "db", "All Connections", ("app/out", "db/some"))  # fmt: skip
+    by_expr = policy("db", "some", podSelector={"matchExpressions": [{"key": "app", "operator": "Exists"}]},
+                     ingress=[{"from": [{"namespaceSelector": {}}], "ports": [{"port": 5432}]}])  # fmt: skip
+    (e,) = find(members(), [out_deny, out_all, by_expr], {("app", "deny")})  # type: ignore[list-item]
+    assert str(e.conns) == "All Connections"
