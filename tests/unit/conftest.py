@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-MUTATING = "__mutmut_" in os.environ.get("MUTANT_UNDER_TEST", "")
 SHARE = 5
 FLOOR = 20
 
@@ -23,7 +22,8 @@ def _is_property(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if not MUTATING:
+    # read here, not at import: mutmut imports this once and sets it in each forked child
+    if "__mutmut_" not in os.environ.get("MUTANT_UNDER_TEST", ""):
         return
     items.sort(key=_is_property)  # stable: example tests first, in their order
     for item in items:
