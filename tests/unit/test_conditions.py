@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from envisolation.policy.conditions import Outcome, invalid_status, status_for
 from envisolation.policy.render import RenderContext, decide
 from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
@@ -102,3 +104,108 @@ def test_invalid_spec_status_in_full() -> None:
     assert "namespaces" not in only_policies and only_policies["policies"] == 2
     assert "policies" not in invalid_status(1, "m", {"namespaces": 2}, "T")
     assert "namespaces" not in invalid_status(1, "m", None, "T")
+
+
+AUDIT = EnvironmentIsolation.from_body(
+    {
+        "metadata": {"name": "env", "generation": 2},
+        "spec": {"segments": [{"name": "dev", "enforcement": "Audit"}, {"name": "prod"}]},
+    }
+)
+
+
+def audited(name: str, seg: str, converged: bool = True, **kw: Any) -> Outcome:
+    ns = NamespaceFacts.from_body({"metadata": {"name": name, "labels": {"environment": seg}}})
+    return Outcome.of(decide(ns, [AUDIT], RenderContext()), converged, **kw)
+
+
+def condition(ctype: str, status: str, reason: str, message: str) -> dict[str, Any]:
+    return {"type": ctype, "status": status, "reason": reason, "message": message,
+            "observedGeneration": 2, "lastTransitionTime": "T"}  # fmt: skip
+
+
+NO_CONFLICT = condition("Conflict", "False", "NoConflict", "no namespace is claimed twice")
+
+
+def test_status_in_full_with_audit_segments_exposures_and_host_network() -> None:
+    from tests.unit.test_exposure_parts import EXPOSURE
+
+    outs = [audited("a", "dev", would_apply=3, would_delete=1), audited("b", "prod"),
+            audited("c", "dev", would_apply=1)]  # fmt: skip
+    s = status_for(AUDIT, outs, None, "T", exposures=[EXPOSURE] * 21, not_isolatable=["x"] * 21)
+    assert s == {
+        "observedGeneration": 2,
+        "conditions": [
+            condition("Ready", "True", "Reconciled",
+                      "3 namespaces, 3 policies; Audit segments would change 5 policies"),
+            NO_CONFLICT,
+            condition("Exposed", "True", "CrossSegmentExposure",
+                      "dev/app-dev -> prod/db: TCP 5432 via db/x, db/y (and 20 more)"),
+        ],
+        "namespaces": 3,
+        "policies": 3,
+        "segments": [
+            {"name": "dev", "enforcement": "Audit", "namespaces": 2, "ready": 2,
+             "wouldApply": 4, "wouldDelete": 1},
+            {"name": "prod", "enforcement": "Enforce", "namespaces": 1, "ready": 1},
+        ],
+        "segmentNames": "dev,prod",
+        "conflicts": [],
+        "conflictCount": 0,
+        "exposures": [EXPOSURE.as_status()] * 20,
+        "exposureCount": 21,
+        "notIsolatable": ["x"] * 20,
+        "notIsolatableCount": 21,
+    }  # fmt: skip
+
+
+def test_ready_progressing_failed_and_exposed_conditions() -> None:
+    from tests.unit.test_exposure_parts import EXPOSURE
+
+    def conds(outs: list[Outcome], **kw: Any) -> list[dict[str, Any]]:
+        return status_for(AUDIT, outs, None, "T", **kw)["conditions"]  # type: ignore[return-value]
+
+    waiting = conds([audited("a", "dev", converged=False), audited("b", "prod")], exposures=[])
+    assert waiting == [
+        condition("Ready", "False", "Progressing", "1 of 2 namespaces converged"),
+        NO_CONFLICT,
+        condition("Exposed", "False", "NoExposure", "every cross-segment path is declared in the spec"),
+    ]  # fmt: skip
+    pending = conds([audited("a", "dev")], pending=True, exposures=[EXPOSURE])
+    assert pending[0] == condition("Ready", "False", "Progressing", "1 of 1 namespaces converged")
+    assert pending[2] == condition(
+        "Exposed", "True", "CrossSegmentExposure", "dev/app-dev -> prod/db: TCP 5432 via db/x, db/y"
+    )
+    failed = conds([audited("a", "dev", False, error="e1"), audited("b", "prod", False, error="e2"),
+                    audited("c", "prod", False, error="e3")])  # fmt: skip
+    assert failed[0] == condition(
+        "Ready", "False", "ApplyFailed", "namespace a: e1 (and 2 more namespaces)"
+    )
+    assert failed[2] == condition(
+        "Exposed", "Unknown", "NotChecked", "exposure analysis has not run yet"
+    )
+    one = conds([audited("a", "dev", False, error="e1")])
+    assert one[0]["message"] == "namespace a: e1"
+    clean = conds([audited("b", "prod")])
+    assert clean[0] == condition("Ready", "True", "Reconciled", "1 namespaces, 3 policies")
+
+
+def test_outcome_keeps_the_decision_without_its_policies() -> None:
+    ns = NamespaceFacts.from_body({"metadata": {"name": "a", "labels": {"environment": "dev"}}})
+    d = decide(ns, [AUDIT], RenderContext())
+    assert d.preview and not d.desired  # Audit: what Enforce would write, only previewed
+    full = decide(NamespaceFacts.from_body(
+        {"metadata": {"name": "b", "labels": {"environment": "prod"}}}), [AUDIT], RenderContext())  # fmt: skip
+    o = Outcome.of(full, True)
+    assert (o.decision.desired, o.decision.preview) == ((), ())
+    assert o.decision.namespace == "b" and o.decision.segment == "prod"
+    assert (o.converged, o.error, o.would_apply, o.would_delete, o.policies) == (
+        True,
+        None,
+        0,
+        0,
+        3,
+    )
+    assert o.fingerprint == hash(repr(full.desired))
+    assert Outcome.of(full, False, "x", 1, 2, fingerprint=7).fingerprint == 7
+    assert Outcome.of(d, True).decision.preview == ()

@@ -345,3 +345,54 @@ def test_pods_of_a_deployment_without_a_namespace_are_in_default() -> None:
            "ownerReferences": [{"kind": "ReplicaSet", "name": "web-1", "controller": True}]}}  # fmt: skip
     cluster, _ = build([rs, pod])
     assert [str(w) for w in cluster.workloads] == ["default/web[Deployment]"]
+
+
+def test_workloads_of_every_shape() -> None:
+    from envisolation.analysis.netpol import ContainerPort, parse_workload
+
+    cron = {"kind": "CronJob", "metadata": {"name": "nightly", "namespace": "ops"},
+            "spec": {"jobTemplate": {"spec": {"template": {
+                "metadata": {"labels": {"app": "nightly"}},
+                "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 9000}]}]}}}}}}  # fmt: skip
+    w = parse_workload(cron)
+    assert (str(w), w.labels, w.ports) == (
+        "ops/nightly[CronJob]", (("app", "nightly"),), (ContainerPort("", 9000, "TCP"),))  # fmt: skip
+    assert parse_workload({"kind": "CronJob", "metadata": {"name": "x"}}).labels == ()
+    init = {"kind": "Pod", "metadata": {"name": "p", "namespace": "a", "labels": {"b": "2", "a": "1"}},
+            "spec": {"containers": [{"ports": [{"containerPort": 80, "name": "http"}]}],
+                     "initContainers": [{"ports": [{"containerPort": 53, "protocol": "UDP"},
+                                                   {"name": "no-number"}]}]}}  # fmt: skip
+    p = parse_workload(init)
+    assert p.labels == (("a", "1"), ("b", "2"))
+    assert p.ports == (ContainerPort("http", 80, "TCP"), ContainerPort("", 53, "UDP"))
+    bare = parse_workload({"kind": "Pod"})
+    assert (bare.namespace, bare.name, bare.kind) == ("default", "", "Pod")
+
+
+def test_owner_chains_cycles_and_incomplete_references() -> None:
+    from envisolation.analysis.netpol import controller_of, workload_name
+
+    assert controller_of({"ownerReferences": [
+        {"kind": "ReplicaSet", "name": "a"},  # not the controller
+        {"controller": True, "name": "b"},  # no kind
+        {"controller": True, "kind": "Job"},  # no name
+        "junk",
+        {"controller": True, "kind": "Job", "name": "j"}]}) == ("Job", "j")  # fmt: skip
+    assert (
+        controller_of({"ownerReferences": [{"controller": False, "kind": "Job", "name": "j"}]})
+        is None
+    )
+    loop = {
+        ("n", "ReplicaSet", "a"): ("ReplicaSet", "b"),
+        ("n", "ReplicaSet", "b"): ("ReplicaSet", "a"),
+    }
+    pod = {"kind": "Pod", "metadata": {"name": "p", "namespace": "n", "ownerReferences": [
+        {"controller": True, "kind": "ReplicaSet", "name": "a"}]}}  # fmt: skip
+    assert workload_name(pod, loop) == ("ReplicaSet", "a")  # the cycle stops where it repeats
+    chain = {("default", "ReplicaSet", "rs"): ("Deployment", "web")}
+    lone = {"kind": "Pod", "metadata": {"name": "p", "ownerReferences": [
+        {"controller": True, "kind": "ReplicaSet", "name": "rs"}]}}  # fmt: skip
+    assert workload_name(lone, chain) == ("Deployment", "web")
+    static = {"kind": "Pod", "metadata": {"name": "s", "ownerReferences": [
+        {"controller": True, "kind": "Node", "name": "n1"}]}}  # fmt: skip
+    assert workload_name(static, {}) == ("Pod", "s")
