@@ -61,9 +61,9 @@ def dns_label(v: object, path: str, max_len: int = 63) -> str:
 
 def label_key(v: object, path: str) -> str:
     s = string(v, path)
-    prefix, _, name = s.rpartition("/")
+    prefix, slash, name = s.rpartition("/")
     ok = bool(LABEL_NAME.match(name)) and len(name) <= 63
-    if prefix:
+    if slash:  # "/name" has an empty prefix: refused, as the CRD's pattern refuses it
         ok = ok and bool(DNS_SUBDOMAIN.match(prefix)) and len(prefix) <= 253
     if not ok:
         raise InvalidSpec(f"{path}: {s!r} is not a valid label key")
