@@ -3,8 +3,8 @@
 input.yaml holds EnvironmentIsolations, Namespaces and (optionally) the live managed
 NetworkPolicies; options.yaml may set as_enforce and operator_namespace.
 expected.yaml is exactly what `envisolation render` prints; plan.yaml, written when the
-input has live policies, lists the ordered writes the operator would make; verify.txt and
-verify.dot are what `envisolation verify` (-o text, -o dot) prints of the cluster once
+input has live policies, lists the ordered writes the operator would make; verify.txt,
+verify.dot and verify.json are what `envisolation verify` (-o text|dot|json) prints of the cluster once
 the operator has converged: the input with the rendered policies in place of its managed
 ones (other NetworkPolicies, and the pods and workloads, as they are).
 Regenerate with `make golden` after checking that the difference is intended.
@@ -12,6 +12,7 @@ Regenerate with `make golden` after checking that the difference is intended.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -55,6 +56,7 @@ def compute(case: str) -> dict[str, str]:
     reports = reports_from_objects(converged, ctx)
     out["verify.txt"] = format_text(reports)
     out["verify.dot"] = verify_dot(reports, isos)
+    out["verify.json"] = json.dumps([r.as_dict() for r in reports], indent=2) + "\n"
     if live:
         known = {i.name for i in isos if not (i.deleting and i.deletion_policy == "Orphan")}
         managed = [p for p in live if p.isolation is not None]
