@@ -210,6 +210,7 @@ def test_an_isolation_record_keeps_what_parsing_and_status_need() -> None:
         "", "", 0, False, {"metadata": {"generation": None}, "spec": {}}, {}
     )
     assert empty.deletion_policy == "Orphan"
+    assert IsolationRecord.from_body({}).generation == 0  # absent, not only null
 
 
 def test_namespace_facts() -> None:

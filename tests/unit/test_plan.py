@@ -190,3 +190,31 @@ def test_a_live_spec_is_canonicalised_once_and_the_cache_is_bounded() -> None:
     assert len(plan._CANONICAL) == 8193  # up to 8,192 entries, then one more
     plan._canonical_live(spec)
     assert len(plan._CANONICAL) == 1  # more than 8,192: cleared before adding
+
+
+def test_plans_name_their_namespace_and_deletes_carry_preconditions() -> None:
+    from envisolation.policy.plan import Action, NamespacePlan
+
+    d = decide(ns("a", environment="dev"), [iso()], CTX)
+    plan = plan_namespace(d, [], {"env"})
+    assert plan.namespace == "a" and {a.namespace for a in plan.actions} == {"a"}
+    live = [LivePolicy(p.namespace, p.name, f"uid-{p.name}", f"rv-{p.name}", p.labels, p.spec)
+            for p in live_after(plan, [])]  # fmt: skip
+    leave = plan_namespace(decide(ns("a"), [iso()], CTX), live, {"env"})
+    assert leave.namespace == "a"
+    assert leave.actions[-1] == Action(
+        Verb.DELETE, "a", "envisolation-default-deny",
+        uid="uid-envisolation-default-deny", resource_version="rv-envisolation-default-deny",
+    )  # fmt: skip
+    assert all(a.uid == f"uid-{a.name}" and a.resource_version == f"rv-{a.name}"
+               for a in leave.actions)  # fmt: skip
+    # Audit: nothing written; what Enforce would write and delete is counted.
+    audit = iso(segments=[{"name": "dev", "enforcement": "Audit"}, {"name": "prod"}])
+    stale = [*live, LivePolicy("a", "envisolation-allow-old", "u", "r",
+                               (("envisolation.io/isolation", "env"),), {})]  # fmt: skip
+    preview = plan_namespace(decide(ns("a", environment="dev"), [audit], CTX), stale[1:], {"env"})
+    assert preview == NamespacePlan("a", (), would_apply=1, would_delete=1)
+    off = iso(segments=[{"name": "dev", "enforcement": "Off"}, {"name": "prod"}])
+    assert plan_namespace(
+        decide(ns("a", environment="dev"), [off], CTX), [], {"env"}
+    ) == NamespacePlan("a")
