@@ -168,6 +168,35 @@ DNS_RULE = (
         ({"deletionPolicy": "Keep"}, "spec.deletionPolicy: 'Keep' is not one of Orphan, Delete"),
         ({"dns": {"enabled": "yes"}}, "spec.dns.enabled: must be true or false"),
         ({"allow": {"name": "r"}}, "spec.allow: must be a list, got dict"),
+        *[
+            ({"allow": [{"name": "r", **rule}]}, "spec.allow[0]." + message)
+            for rule, message in [
+                ({"ingress": [{"from": ["x"]}]}, "ingress[0].from[0]: must be an object, got str"),
+                (
+                    {"ingress": [{"from": [{"ipBlock": "x", "podSelector": {}}]}]},
+                    "ingress[0].from[0]: ipBlock None cannot be combined with podSelector",
+                ),
+                (
+                    {"ingress": [{"from": [{"ipBlock": "x"}]}]},
+                    "ingress[0].from[0].ipBlock: must be an object, got str",
+                ),
+                (
+                    {"ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": "x"}}]}]},
+                    "ingress[0].from[0].ipBlock.except: must be a list, got str",
+                ),
+                (
+                    {"ingress": [{"from": [{"ipBlock": {"cidr": 5}}]}]},
+                    "ingress[0].from[0].ipBlock.cidr: must be a string, got int",
+                ),
+                ({"ingress": "x"}, "ingress: must be a list, got str"),
+                ({"ingress": [{"from": "x"}]}, "ingress[0].from: must be a list, got str"),
+                (
+                    {"egress": [{"to": [{"segment": 5}]}]},
+                    "egress[0].to[0].segment: must be a string, got int",
+                ),
+                ({"egress": [{"ports": "x"}]}, "egress[0].ports: must be a list, got str"),
+            ]
+        ],
     ],
 )
 def test_invalid_spec_names_the_field(spec: dict[str, Any], message: str) -> None:

@@ -396,3 +396,69 @@ def test_owner_chains_cycles_and_incomplete_references() -> None:
     static = {"kind": "Pod", "metadata": {"name": "s", "ownerReferences": [
         {"controller": True, "kind": "Node", "name": "n1"}]}}  # fmt: skip
     assert workload_name(static, {}) == ("Pod", "s")
+
+
+def pol_body(**spec: Any) -> dict[str, Any]:
+    return {"metadata": {"namespace": "n", "name": "p"}, "spec": spec}
+
+
+AT = "NetworkPolicy n/p: spec."
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"metadata": "x"}, "metadata: must be an object, got str"),
+    ({"metadata": {"name": "p"}, "spec": "x"}, "NetworkPolicy default/p: spec: must be an object, got str"),
+    (pol_body(policyTypes="Ingress"), AT + "policyTypes: must be a list, got str"),
+    (pol_body(ingress="x"), AT + "ingress: must be a list, got str"),
+    (pol_body(ingress=["x"]), AT + "ingress[0]: must be an object, got str"),
+    (pol_body(ingress=[{"from": "x"}]), AT + "ingress[0].from: must be a list, got str"),
+    (pol_body(ingress=[{"from": ["x"]}]), AT + "ingress[0].from[0]: must be an object, got str"),
+    (pol_body(ingress=[{"from": [{"ipBlock": "x"}]}]),
+     AT + "ingress[0].from[0].ipBlock: must be an object, got str"),
+    (pol_body(ingress=[{"from": [{"ipBlock": {"cidr": "nope"}}]}]),
+     AT + "ingress[0].from[0].ipBlock: 'nope' does not appear to be an IPv4 or IPv6 network"),
+    (pol_body(ingress=[{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": "x"}}]}]),
+     AT + "ingress[0].from[0].ipBlock.except: must be a list, got str"),
+    (pol_body(ingress=[{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["bad"]}}]}]),
+     AT + "ingress[0].from[0].ipBlock: 'bad' does not appear to be an IPv4 or IPv6 network"),
+    (pol_body(ingress=[{"from": [{"podSelector": "x"}]}]),
+     AT + "ingress[0].from[0].podSelector: must be an object, got str"),
+    (pol_body(ingress=[{"from": [{"namespaceSelector": {"matchLabels": {"a": 1}}}]}]),
+     AT + "ingress[0].from[0].namespaceSelector.matchLabels.a: must be a string, got int"),
+    (pol_body(podSelector={"matchLabels": {"a": 1}}), AT + "podSelector.matchLabels.a: must be a string, got int"),
+    (pol_body(ingress=[{"ports": "x"}]), AT + "ingress[0].ports: must be a list, got str"),
+    (pol_body(ingress=[{"ports": ["x"]}]), AT + "ingress[0].ports[0]: must be an object, got str"),
+    (pol_body(ingress=[{"ports": [{"port": 1.5}]}]),
+     AT + "ingress[0].ports[0].port: must be a number or a port name"),
+    (pol_body(ingress=[{"ports": [{"port": 80, "endPort": True}]}]),
+     AT + "ingress[0].ports[0].endPort: must be a number"),
+    (pol_body(ingress=[{"ports": [{"port": 80, "endPort": "90"}]}]),
+     AT + "ingress[0].ports[0].endPort: must be a number"),
+    (pol_body(egress=[{"to": ["x"]}], policyTypes=["Egress"]), AT + "egress[0].to[0]: must be an object, got str"),
+])  # fmt: skip
+def test_a_malformed_policy_is_refused_naming_the_field(body: dict[str, Any], message: str) -> None:
+    from envisolation.analysis.netpol import parse_policy
+    from envisolation.spec.model import InvalidSpec
+
+    with pytest.raises(InvalidSpec) as e:
+        parse_policy(body)
+    assert str(e.value) == message
+
+
+def test_policy_parts_are_read() -> None:
+    from envisolation.analysis.netpol import PortRule, parse_policy
+
+    p = parse_policy(pol_body(podSelector={"matchLabels": {"a": "b"}}, ingress=[
+        {"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16", "fd00::/8"]}}],
+         "ports": [{"port": "http"}, {"protocol": "UDP", "port": 53, "endPort": 60}, {}]}]))  # fmt: skip
+    assert p.egress is None and p.pod_selector.match_labels == (("a", "b"),)
+    (rule,) = p.ingress or ()
+    assert rule.ports == (
+        PortRule("TCP", "http", None),
+        PortRule("UDP", 53, 60),
+        PortRule("TCP", None, None),
+    )
+    (peer,) = rule.peers or ()
+    assert peer.blocks == ((4, 0x0A000000, 0x0A00FFFF), (4, 0x0A020000, 0x0AFFFFFF))
+    both = parse_policy(pol_body(egress=[{"to": []}]))  # types inferred: egress rules present
+    assert both.ingress == () and both.egress == (type(rule)(None, None),)

@@ -107,12 +107,10 @@ class Policy:
 def _block_ranges(block: Mapping[str, Any], path: str) -> tuple[Block, ...]:
     """cidr minus every except, as ranges of cidr's family (an except of the other family
     leaves nothing out: it cannot be inside cidr)."""
+    excepts = _items(block.get("except"), f"{path}.except")  # its own message, not below
     try:
         net = ipaddress.ip_network(str(block.get("cidr")), strict=False)
-        holes = [
-            ipaddress.ip_network(str(e), strict=False)
-            for e in _items(block.get("except"), f"{path}.except")
-        ]
+        holes = [ipaddress.ip_network(str(e), strict=False) for e in excepts]
     except ValueError as e:
         raise InvalidSpec(f"{path}: {e}") from e
     ranges = [(int(net.network_address), int(net.broadcast_address))]
@@ -149,10 +147,15 @@ def _items(v: Any, path: str) -> list[Any]:
     return v
 
 
-def _port(v: Any, path: str) -> int | str | None:
-    if v is None or isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)):
+def _port(v: Any, path: str, named: bool = True) -> int | str | None:
+    """A port (a number or, if `named`, a container port's name), or None."""
+    if (
+        v is None
+        or (named and isinstance(v, str))
+        or (isinstance(v, int) and not isinstance(v, bool))
+    ):
         return v
-    raise InvalidSpec(f"{path}: must be a number or a port name")
+    raise InvalidSpec(f"{path}: must be a number" + (" or a port name" if named else ""))
 
 
 def _rules(raw: Any, key: str, path: str) -> tuple[Rule, ...]:
@@ -188,12 +191,12 @@ def _rules(raw: Any, key: str, path: str) -> tuple[Rule, ...]:
             rules = []
             for j, raw_port in enumerate(_items(r["ports"], f"{p}.ports")):
                 x = _obj(raw_port, f"{p}.ports[{j}]")
-                end = _port(x.get("endPort"), f"{p}.ports[{j}].endPort")
+                end = _port(x.get("endPort"), f"{p}.ports[{j}].endPort", named=False)
                 rules.append(
                     PortRule(
                         str(x.get("protocol") or "TCP"),
                         _port(x.get("port"), f"{p}.ports[{j}].port"),
-                        end if isinstance(end, int) else None,
+                        int(end) if end is not None else None,
                     )
                 )
             ports = tuple(rules)
