@@ -168,6 +168,12 @@ DNS_RULE = (
         ({"deletionPolicy": "Keep"}, "spec.deletionPolicy: 'Keep' is not one of Orphan, Delete"),
         ({"dns": {"enabled": "yes"}}, "spec.dns.enabled: must be true or false"),
         ({"allow": {"name": "r"}}, "spec.allow: must be a list, got dict"),
+        ({"isolate": "Ingress"}, "spec.isolate: must be a list, got str"),
+        ({"segments": "dev"}, "spec.segments: must be a list, got str"),
+        ({"segments": ["dev"]}, "spec.segments[0]: must be an object, got str"),
+        ({"dns": {"podSelector": "x"}}, "spec.dns.podSelector: must be an object, got str"),
+        ({"dns": {"ports": "x"}}, "spec.dns.ports: must be a list, got str"),
+        ({"dns": {"ports": [{"port": 0}]}}, "spec.dns.ports[0].port: 0 is outside 1-65535"),
         *[
             ({"allow": [{"name": "r", **rule}]}, "spec.allow[0]." + message)
             for rule, message in [

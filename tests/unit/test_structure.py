@@ -59,6 +59,11 @@ REFUSED = [
      f'spec.namespaceLabel: "bad key!" does not match {LABEL_KEY}'),
     ({"segments": SEG, "namespaceLabel": "x" * 318},
      "spec.namespaceLabel: 318 characters, at most 317 allowed"),
+    ({"segments": SEG, "namespaceLabel": None}, "spec.namespaceLabel: must be a string, got null"),
+    (port(port=None), "spec.allow[0].ingress[0].ports[0].port: must be a number or a string, got null"),
+    ({"segments": [{"name": "dev"}, {"name": "dev", "enforcement": "Off"}]},
+     'spec.segments[1]: duplicate value {"name": "dev", "enforcement": "Off"}'),
+    ({"segments": SEG, "excludeNamespaces": ["a", "b", "a"]}, 'spec.excludeNamespaces[2]: duplicate value "a"'),
     ({"segments": SEG, "allow": [{"name": "r", "ingress": [{"from": [{"podSelector": {"matchLabels": {"a": 1}}}]}]}]},
      "spec.allow[0].ingress[0].from[0].podSelector.matchLabels.a: must be a string, got integer 1"),
 ]  # fmt: skip

@@ -60,8 +60,8 @@ def _check(v: Any, s: Schema, path: str) -> None:
         return
     want = s.get("type")
     if want is not None and _kind(v) != want:
-        raise InvalidSpec(f"{path}: must be {'an' if want[0] in 'aeio' else 'a'} {want}, "
-                          f"got {_kind(v)} {_short(v)}")  # fmt: skip
+        got = "null" if v is None else f"{_kind(v)} {_short(v)}"
+        raise InvalidSpec(f"{path}: must be {'an' if want[0] in 'aeio' else 'a'} {want}, got {got}")
     if want == "object":
         _object(v, s, path)
     elif want == "array":
@@ -76,8 +76,6 @@ def _check(v: Any, s: Schema, path: str) -> None:
 
 
 def _object(v: Mapping[str, Any], s: Schema, path: str) -> None:
-    if s.get("x-kubernetes-preserve-unknown-fields"):
-        return
     props: Mapping[str, Schema] = s.get("properties") or {}
     extra = s.get("additionalProperties")
     if "maxProperties" in s and len(v) > s["maxProperties"]:
