@@ -209,3 +209,34 @@ def test_outcome_keeps_the_decision_without_its_policies() -> None:
     assert o.fingerprint == hash(repr(full.desired))
     assert Outcome.of(full, False, "x", 1, 2, fingerprint=7).fingerprint == 7
     assert Outcome.of(d, True).decision.preview == ()
+
+
+def test_conditions_keep_or_move_their_transition_time_each() -> None:
+    fresh = invalid_status(1, "m", None, "T")
+    assert [c["lastTransitionTime"] for c in fresh["conditions"]] == ["T", "T", "T"]
+    before = {"conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": "T0"},
+        {"type": "Conflict", "status": "Unknown", "lastTransitionTime": "T1"},
+        {"type": "Exposed", "status": "Unknown", "lastTransitionTime": "T2"}]}  # fmt: skip
+    after = invalid_status(1, "m", before, "T")
+    assert [c["lastTransitionTime"] for c in after["conditions"]] == ["T", "T1", "T2"]
+
+
+def test_counts_in_messages_and_the_first_conflict_named() -> None:
+    from tests.unit.test_exposure_parts import EXPOSURE
+
+    two = status_for(AUDIT, [audited("b", "prod")], None, "T", exposures=[EXPOSURE, EXPOSURE])
+    assert cond(two, "Exposed")["message"].endswith("via db/x, db/y (and 1 more)")
+    errors = [audited("a", "dev", False, error="e1"), audited("b", "prod", False, error="e2")]
+    assert cond(status_for(AUDIT, errors, None, "T"), "Ready")["message"] == (
+        "namespace a: e1 (and 1 more namespaces)")  # fmt: skip
+    waiting = status_for(AUDIT, [audited("a", "dev", False), audited("b", "prod")], None, "T")
+    assert [s["ready"] for s in waiting["segments"]] == [0, 1]
+    outs = [outcome(n, environment="dev", other="dev") for n in ("n2", "n1")]
+    s = status_for(ISO, outs, None, "T")
+    assert cond(s, "Conflict") == {
+        "type": "Conflict", "status": "True", "reason": "NamespaceClaimedTwice",
+        "message": "2 namespaces claimed by more than one EnvironmentIsolation, e.g. n1 by env, "
+        "zzz (owner env); they keep only their default-deny",
+        "observedGeneration": 3, "lastTransitionTime": "T",
+    }  # fmt: skip

@@ -226,3 +226,89 @@ def test_segment_lines_same_segment_denied_and_outside_any_isolation() -> None:
     assert segment_lines(w("a"), w("b"), [], spaces, ctx) == []
     assert segment_lines(External(1, 1), w("b"), [closed], spaces, ctx) == []
     assert segment_lines(w("a"), External(1, 1), [closed], spaces, ctx) == []
+
+
+def test_resolve_names_pods_by_their_own_name_and_workloads_by_namespace() -> None:
+    from envisolation.analysis.explain import resolve
+    from envisolation.analysis.reachability import build
+    from envisolation.spec.model import InvalidSpec
+
+    owner = {"controller": True, "kind": "ReplicaSet", "name": "web-1"}
+    rs = {"kind": "ReplicaSet", "metadata": {"name": "web-1", "namespace": "dev",
+          "ownerReferences": [{"controller": True, "kind": "Deployment", "name": "web"}]}}  # fmt: skip
+    pod = {"kind": "Pod", "metadata": {"name": "web-1-x", "namespace": "dev", "labels": {"app": "web"},
+           "ownerReferences": [owner]}}  # fmt: skip
+    lone = {"kind": "Pod", "metadata": {"name": "tool"}}  # the default namespace
+    same = [{"kind": "Pod", "metadata": {"name": "api", "namespace": ns}} for ns in ("a", "b")]
+    objects = [rs, pod, lone, *same, {"kind": "ConfigMap", "metadata": {"name": "web-1-x"}}]
+    cluster, _ = build(objects)
+    assert str(resolve("dev/web-1-x", cluster, objects)) == "dev/web[Deployment]"
+    assert str(resolve("dev/web", cluster, objects)) == "dev/web[Deployment]"
+    assert str(resolve("default/tool", cluster, objects)) == "default/tool[Pod]"
+    assert str(resolve("b/api", cluster, objects)) == "b/api[Pod]"
+    assert str(resolve("a/api", cluster, objects)) == "a/api[Pod]"
+    for text, message in [
+        ("a/b/c", "a/b/c: no workload or pod of that name in namespace a"),
+        ("/x", "/x: expected NAMESPACE/NAME (a workload or a pod) or an IP address"),
+        ("x/", "x/: expected NAMESPACE/NAME (a workload or a pod) or an IP address"),
+        ("other/web-1-x", "other/web-1-x: no workload or pod of that name in namespace other"),
+    ]:
+        with pytest.raises(InvalidSpec) as e:
+            resolve(text, cluster, objects)
+        assert str(e.value) == message
+    # a pod whose workload is not among those read (built from other objects)
+    with pytest.raises(InvalidSpec) as e:
+        resolve("default/tool", build([])[0], [lone])
+    assert str(e.value) == "default/tool[Pod]: not found among the workloads read"
+
+
+def test_named_ports_resolve_on_the_destination_in_explain() -> None:
+    from envisolation.analysis.explain import explain
+    from envisolation.analysis.reachability import build
+    from envisolation.policy.render import RenderContext
+
+    def pod(ns: str, name: str, ports: list[dict[str, object]]) -> dict[str, object]:
+        return {"kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "ports": ports}]}}  # fmt: skip
+
+    out = {"kind": "NetworkPolicy", "metadata": {"name": "out", "namespace": "a"},
+           "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+               {"to": [{"namespaceSelector": {"matchLabels": {"team": "none"}}}]},
+               {"ports": [{"port": "http"}]}]}}  # fmt: skip
+    inn = {"kind": "NetworkPolicy", "metadata": {"name": "in", "namespace": "b"},
+           "spec": {"podSelector": {}, "ingress": [{"ports": [{"port": "http"}]}]}}  # fmt: skip
+    objects = [
+        pod("a", "web", []),
+        pod("b", "api", [{"name": "http", "containerPort": 8080}]),
+        out,
+        inn,
+    ]
+    cluster, _ = build(objects)
+    web, api = cluster.workloads[0], cluster.workloads[1]
+    e = explain(cluster, web, api, None, [], {}, RenderContext())
+    assert e.text() == (
+        "a/web[Pod] -> b/api[Pod]: ALLOWED: TCP 8080\n"
+        "egress: selected by a/out\n  admitted by a/out egress[1]: TCP 8080\n"
+        "ingress: selected by b/in\n  admitted by b/in ingress[0]: TCP 8080\n"
+    )
+
+
+def test_an_owned_pod_without_a_namespace_and_excluded_namespaces() -> None:
+    from envisolation.analysis.explain import resolve, segment_lines
+    from envisolation.analysis.netpol import Workload
+    from envisolation.analysis.reachability import build
+    from envisolation.policy.render import RenderContext
+    from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
+
+    rs = {"kind": "ReplicaSet", "metadata": {"name": "w-1",
+          "ownerReferences": [{"controller": True, "kind": "Deployment", "name": "w"}]}}  # fmt: skip
+    pod = {"kind": "Pod", "metadata": {"name": "w-1-x",
+           "ownerReferences": [{"controller": True, "kind": "ReplicaSet", "name": "w-1"}]}}  # fmt: skip
+    cluster, _ = build([rs, pod])
+    assert str(resolve("default/w-1-x", cluster, [rs, pod])) == "default/w[Deployment]"
+    iso = EnvironmentIsolation.from_body({"metadata": {"name": "e"}, "spec": {
+        "segments": [{"name": "dev"}], "excludeNamespaces": ["x", "y"]}})  # fmt: skip
+    spaces = {n: NamespaceFacts.from_body({"metadata": {"name": n, "labels": {"environment": "dev"}}})
+              for n in ("x", "y")}  # fmt: skip
+    x, y = Workload("x", "p", "Pod", ()), Workload("y", "p", "Pod", ())
+    assert segment_lines(x, y, [iso], spaces, RenderContext()) == []  # excluded: in no segment

@@ -42,8 +42,10 @@ def test_seen_policy_defaults_and_shared_parse() -> None:
     assert no_spec.policy.ingress == () and no_spec.policy.egress is None  # isolates ingress
     assert no_spec.policy.pod_selector == LabelSelector((), ())
     a = SeenPolicy.from_body({"metadata": {"namespace": "a", "name": "p"}, "spec": SPEC})
-    b = SeenPolicy.from_body({"metadata": {"namespace": "b", "name": "q"}, "spec": dict(SPEC)})
-    assert a.policy.ingress is b.policy.ingress  # equal specs are parsed once
+    b = SeenPolicy.from_body(
+        {"metadata": {"namespace": "b", "name": "q"}, "spec": dict(reversed(SPEC.items()))}
+    )
+    assert a.policy.ingress is b.policy.ingress  # equal specs (in any key order) are parsed once
     assert (a.policy.namespace, b.policy.namespace) == ("a", "b")
 
 
@@ -163,3 +165,77 @@ def test_a_policy_selecting_some_pods_leaves_the_others_open() -> None:
                      ingress=[{"from": [{"namespaceSelector": {}}], "ports": [{"port": 5432}]}])  # fmt: skip
     (e,) = find(members(), [out_deny, out_all, by_expr], {("app", "deny")})  # type: ignore[list-item]
     assert str(e.conns) == "All Connections"
+
+
+def test_find_reads_only_members_policies_and_opens_by_egress_alone() -> None:
+    """app's tenant opens its egress; web (prod) isolates nothing: app -> web is exposed,
+    found from app's egress policy alone (web has no policy at all). A tenant policy in a
+    namespace outside the isolation is not read."""
+    app_deny = policy("app", "deny", podSelector={}, policyTypes=["Ingress", "Egress"])
+    app_out = policy("app", "out", podSelector={}, policyTypes=["Egress"], egress=[{}])
+    outsider = policy("elsewhere", "open", podSelector={}, ingress=[{}])
+    mems = [
+        Member("app", {"environment": "dev"}, "dev"),
+        Member("web", {"environment": "prod"}, "prod"),
+    ]
+    (e,) = find(mems, [app_deny, app_out, outsider], {("app", "deny")})  # type: ignore[list-item]
+    assert (e.source, e.destination, str(e.conns), e.policies) == (
+        "app",
+        "web",
+        "All Connections",
+        ("app/out",),
+    )
+
+
+def test_a_fully_declared_pair_does_not_end_the_search() -> None:
+    """(app, db) comes first and is open, but only as far as the managed policies open it:
+    nothing undeclared there; (zz, db) after it is exposed on TCP 1."""
+    mems = [Member("app", {"environment": "dev"}, "dev"), Member("db", {"environment": "prod"}, "prod"),
+            Member("zz", {"environment": "dev"}, "dev")]  # fmt: skip
+    denies = [
+        policy(m.name, "deny", podSelector={}, policyTypes=["Ingress", "Egress"]) for m in mems
+    ]
+    m_out = policy("app", "m-out", podSelector={}, policyTypes=["Egress"], egress=[{}])
+    m_in = policy("db", "m-in", podSelector={}, ingress=[{}])
+    managed = {(m.name, "deny") for m in mems} | {("app", "m-out"), ("db", "m-in")}
+    t_in = policy("db", "in", podSelector={}, ingress=[{}])  # no `from`: every peer
+    zz_out = policy(
+        "zz", "out", podSelector={}, policyTypes=["Egress"], egress=[{"ports": [{"port": 1}]}]
+    )
+    found = find(mems, [*denies, m_out, m_in, t_in, zz_out], managed)  # type: ignore[list-item]
+    assert [(e.source, e.destination, str(e.conns), e.policies) for e in found] == [
+        ("zz", "db", "TCP 1", ("db/in", "zz/out")),
+    ]
+
+
+def test_only_the_policies_that_grant_part_of_the_exposure_are_named() -> None:
+    """db admits app on 80 (managed, declared) and on 443 and 80 through tenants; app's
+    tenant opens only 80: the exposure is TCP 80 beyond what app's managed egress allows,
+    named after app/out and db/t80, never the managed allow nor db/t443."""
+    mems = members()
+    deny_app = policy("app", "deny", podSelector={}, policyTypes=["Ingress", "Egress"])
+    deny_db = policy("db", "deny", podSelector={}, policyTypes=["Ingress", "Egress"])
+    managed_in = policy(
+        "db",
+        "allow",
+        podSelector={},
+        ingress=[{"from": [{"namespaceSelector": {}}], "ports": [{"port": 80}]}],
+    )
+    t80 = policy(
+        "db",
+        "t80",
+        podSelector={},
+        ingress=[{"from": [{"namespaceSelector": {}}], "ports": [{"port": 80}]}],
+    )
+    t443 = policy(
+        "db",
+        "t443",
+        podSelector={},
+        ingress=[{"from": [{"namespaceSelector": {}}], "ports": [{"port": 443}]}],
+    )
+    out = policy(
+        "app", "out", podSelector={}, policyTypes=["Egress"], egress=[{"ports": [{"port": 80}]}]
+    )
+    managed = {("app", "deny"), ("db", "deny"), ("db", "allow")}
+    (e,) = find(mems, [deny_app, deny_db, managed_in, t80, t443, out], managed)  # type: ignore[list-item]
+    assert (str(e.conns), e.policies) == ("TCP 80", ("app/out", "db/t80"))

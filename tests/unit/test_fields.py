@@ -90,6 +90,8 @@ def test_selectors() -> None:
          "s.matchExpressions[0].values: must be non-empty for operator NotIn"),
         ({"matchExpressions": [{"key": "k", "operator": "DoesNotExist", "values": ["a"]}]},
          "s.matchExpressions[0].values: must be empty for operator DoesNotExist"),
+        ({"matchExpressions": [{"key": "k", "operator": "Exists", "values": ["a"]}]},
+         "s.matchExpressions[0].values: must be empty for operator Exists"),
         ({"matchExpressions": [{"key": "k", "operator": "In", "values": "a"}]},
          "s.matchExpressions[0].values: must be a list, got str"),
         ({"matchExpressions": [{"key": "k", "operator": "In", "values": [1]}]},

@@ -169,6 +169,17 @@ DNS_RULE = (
         ({"dns": {"enabled": "yes"}}, "spec.dns.enabled: must be true or false"),
         ({"allow": {"name": "r"}}, "spec.allow: must be a list, got dict"),
         ({"isolate": "Ingress"}, "spec.isolate: must be a list, got str"),
+        ({"dns": "x"}, "spec.dns: must be an object, got str"),
+        ({"allow": ["x"]}, "spec.allow[0]: must be an object, got str"),
+        (
+            {"allow": [{**RULE, "segments": [5]}]},
+            "spec.allow[0].segments: must be a string, got int",
+        ),
+        (
+            {"allow": [{**RULE, "segments": "dev"}]},
+            "spec.allow[0].segments: must be a list, got str",
+        ),
+        ({"excludeNamespaces": "a"}, "spec.excludeNamespaces: must be a list, got str"),
         ({"segments": "dev"}, "spec.segments: must be a list, got str"),
         ({"segments": ["dev"]}, "spec.segments[0]: must be an object, got str"),
         ({"dns": {"podSelector": "x"}}, "spec.dns.podSelector: must be an object, got str"),
@@ -212,8 +223,15 @@ def test_invalid_spec_names_the_field(spec: dict[str, Any], message: str) -> Non
 
 
 def test_missing_name_is_an_error() -> None:
-    with pytest.raises(InvalidSpec, match=r"metadata.name: required"):
-        EnvironmentIsolation.from_body({"spec": {"segments": [{"name": "a"}]}})
+    for meta in (None, {}, {"name": ""}, {"name": 5}):
+        with pytest.raises(InvalidSpec) as e:
+            EnvironmentIsolation.from_body(
+                {"metadata": meta, "spec": {"segments": [{"name": "a"}]}}
+            )
+        assert str(e.value) == "metadata.name: required"
+    with pytest.raises(InvalidSpec) as e:
+        EnvironmentIsolation.from_body({"metadata": "x", "spec": {}})
+    assert str(e.value) == "metadata: must be an object, got str"
 
 
 def test_namespace_facts_imply_the_name_label_and_see_termination() -> None:

@@ -214,6 +214,8 @@ def test_plans_name_their_namespace_and_deletes_carry_preconditions() -> None:
                                (("envisolation.io/isolation", "env"),), {})]  # fmt: skip
     preview = plan_namespace(decide(ns("a", environment="dev"), [audit], CTX), stale[1:], {"env"})
     assert preview == NamespacePlan("a", (), would_apply=1, would_delete=1)
+    gone = NamespaceFacts.from_body({"metadata": {"name": "a", "deletionTimestamp": "T"}})
+    assert plan_namespace(decide(gone, [iso()], CTX), live, {"env"}) == NamespacePlan("a")
     off = iso(segments=[{"name": "dev", "enforcement": "Off"}, {"name": "prod"}])
     assert plan_namespace(
         decide(ns("a", environment="dev"), [off], CTX), [], {"env"}

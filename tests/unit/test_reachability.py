@@ -389,6 +389,9 @@ def test_owner_chains_cycles_and_incomplete_references() -> None:
     pod = {"kind": "Pod", "metadata": {"name": "p", "namespace": "n", "ownerReferences": [
         {"controller": True, "kind": "ReplicaSet", "name": "a"}]}}  # fmt: skip
     assert workload_name(pod, loop) == ("ReplicaSet", "a")  # the cycle stops where it repeats
+    tail = {("n", "ReplicaSet", "a"): ("Job", "b"), ("n", "Job", "b"): ("CronJob", "c"),
+            ("n", "CronJob", "c"): ("Job", "b")}  # fmt: skip
+    assert workload_name(pod, tail) == ("Job", "b")  # a cycle that does not come back to a
     chain = {("default", "ReplicaSet", "rs"): ("Deployment", "web")}
     lone = {"kind": "Pod", "metadata": {"name": "p", "ownerReferences": [
         {"controller": True, "kind": "ReplicaSet", "name": "rs"}]}}  # fmt: skip
@@ -462,3 +465,40 @@ def test_policy_parts_are_read() -> None:
     assert peer.blocks == ((4, 0x0A000000, 0x0A00FFFF), (4, 0x0A020000, 0x0AFFFFFF))
     both = parse_policy(pol_body(egress=[{"to": []}]))  # types inferred: egress rules present
     assert both.ingress == () and both.egress == (type(rule)(None, None),)
+
+
+def test_egress_closed_to_one_destination_still_reaches_the_next() -> None:
+    out = netpol("a", "out", policyTypes=["Egress"], egress=[{"to": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "c"}}}]}])  # fmt: skip
+    got = pairs(deploy("a", "web"), deploy("b", "api"), deploy("c", "db"), out)
+    assert (A, B) not in got and got[(A, "c/db[Deployment]")] == "All Connections"
+
+
+def test_a_port_without_number_adds_its_protocol_and_a_numeric_string_is_a_number() -> None:
+    pol = netpol("b", "p", policyTypes=["Ingress"],
+                 ingress=[{"ports": [{"port": 80}, {"protocol": "UDP"}, {"port": "8080"}]}])  # fmt: skip
+    assert pairs(deploy("a", "web"), deploy("b", "api"), pol)[(A, B)] == "TCP 80,8080,UDP 1-65535"
+
+
+def test_ip_block_edges_and_excepts_not_on_a_network_boundary() -> None:
+    from envisolation.analysis.netpol import parse_policy
+
+    def blocks(cidr: str, *excepts: str) -> object:
+        p = parse_policy(
+            pol_body(ingress=[{"from": [{"ipBlock": {"cidr": cidr, "except": list(excepts)}}]}])
+        )
+        return (p.ingress or ())[0].peers[0].blocks  # type: ignore[index]
+
+    assert blocks("10.0.0.5/24", "10.0.0.7/31") == (
+        (4, 0x0A000000, 0x0A000005),
+        (4, 0x0A000008, 0x0A0000FF),
+    )
+    assert blocks("10.0.0.0/30", "10.0.0.0/32") == ((4, 0x0A000001, 0x0A000003),)
+    assert blocks("10.0.0.0/30", "10.0.0.3/32") == ((4, 0x0A000000, 0x0A000002),)
+    assert blocks("10.0.0.0/31", "10.0.0.2/31") == ((4, 0x0A000000, 0x0A000001),)
+
+
+def test_a_policy_without_a_name_and_a_pod_selector_peer_with_a_namespace() -> None:
+    from envisolation.analysis.netpol import parse_policy
+
+    assert parse_policy({"spec": {}}).name == ""

@@ -58,9 +58,9 @@ def _admits(peers: Sequence[Any] | None, segment: str) -> bool:
 
 def declared(iso: EnvironmentIsolation, src: str, dst: str) -> bool:
     """Does the spec itself open a path from segment `src` to segment `dst`?"""
-    if src == dst:
-        return iso.same_segment
-    for rule in iso.allow:
+    if src == dst and iso.same_segment:
+        return True
+    for rule in iso.allow:  # a rule may open a segment to itself under sameSegment: Deny
         targets = rule.segments or tuple(s.name for s in iso.segments)
         if dst in targets and any(_admits(r.peers, src) for r in rule.ingress or ()):
             return True
