@@ -312,3 +312,23 @@ def test_an_owned_pod_without_a_namespace_and_excluded_namespaces() -> None:
               for n in ("x", "y")}  # fmt: skip
     x, y = Workload("x", "p", "Pod", ()), Workload("y", "p", "Pod", ())
     assert segment_lines(x, y, [iso], spaces, RenderContext()) == []  # excluded: in no segment
+
+
+def test_a_named_port_never_admits_an_outside_address() -> None:
+    from envisolation.analysis.explain import explain
+    from envisolation.analysis.netpol import External
+    from envisolation.analysis.reachability import build
+    from envisolation.policy.render import RenderContext
+
+    web = {
+        "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "a"},
+        "spec": {"containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 80}]}]},
+    }
+    out = {"kind": "NetworkPolicy", "metadata": {"name": "out", "namespace": "a"},
+           "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": "http"}]}]}}  # fmt: skip
+    cluster, _ = build([web, out])
+    outside = External(0x08080808, 0x08080808)
+    e = explain(cluster, cluster.workloads[0], outside, None, [], {}, RenderContext())
+    assert not e.allowed
+    assert e.egress.lines() == ["egress: selected by a/out", "  no rule admits this flow: denied"]

@@ -452,7 +452,7 @@ def test_policy_parts_are_read() -> None:
     from envisolation.analysis.netpol import PortRule, parse_policy
 
     p = parse_policy(pol_body(podSelector={"matchLabels": {"a": "b"}}, ingress=[
-        {"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16", "fd00::/8"]}}],
+        {"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["fd00::/8", "10.1.0.0/16"]}}],
          "ports": [{"port": "http"}, {"protocol": "UDP", "port": 53, "endPort": 60}, {}]}]))  # fmt: skip
     assert p.egress is None and p.pod_selector.match_labels == (("a", "b"),)
     (rule,) = p.ingress or ()
