@@ -41,7 +41,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -55,7 +54,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from crd import wait_established
+from crd import free_port, wait_established
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "operator"))
@@ -232,12 +231,6 @@ async def extra_round(api: Api, k: Any, n: int, r: int) -> tuple[float, float]:
     stop.set()
     watcher.cancel()
     return round(bare_s, 2), round(op_s, 2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def passes(port: int) -> float:

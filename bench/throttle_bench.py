@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import ssl
 import statistics
 import subprocess
@@ -38,7 +37,7 @@ from typing import Any
 
 import aiohttp
 
-from crd import wait_established
+from crd import free_port, wait_established
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "operator"))
@@ -53,12 +52,6 @@ from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts  # noqa
 SEGMENTS = ("dev", "test", "prod")
 CONCURRENCY = 16  # the operator's most in flight (client.CONNECTIONS)
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Writer:

@@ -215,24 +215,12 @@ def test_only_the_policies_that_grant_part_of_the_exposure_are_named() -> None:
     mems = members()
     deny_app = policy("app", "deny", podSelector={}, policyTypes=["Ingress", "Egress"])
     deny_db = policy("db", "deny", podSelector={}, policyTypes=["Ingress", "Egress"])
-    managed_in = policy(
-        "db",
-        "allow",
-        podSelector={},
-        ingress=[{"from": [{"namespaceSelector": {}}], "ports": [{"port": 80}]}],
-    )
-    t80 = policy(
-        "db",
-        "t80",
-        podSelector={},
-        ingress=[{"from": [{"namespaceSelector": {}}], "ports": [{"port": 80}]}],
-    )
-    t443 = policy(
-        "db",
-        "t443",
-        podSelector={},
-        ingress=[{"from": [{"namespaceSelector": {}}], "ports": [{"port": 443}]}],
-    )
+
+    def admits(name: str, port: int) -> object:
+        rule = {"from": [{"namespaceSelector": {}}], "ports": [{"port": port}]}
+        return policy("db", name, podSelector={}, ingress=[rule])
+
+    managed_in, t80, t443 = admits("allow", 80), admits("t80", 80), admits("t443", 443)
     out = policy(
         "app", "out", podSelector={}, policyTypes=["Egress"], egress=[{"ports": [{"port": 80}]}]
     )
