@@ -70,6 +70,7 @@ STANDBY = os.environ.get("BENCH_STANDBY") == "1"  # a second replica stands by (
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results")  # compare.py sets it
 WRITE_VERBS = ("POST", "PUT", "PATCH", "APPLY", "DELETE")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))  # alternating bare/operator rounds (ratio_*)
+KUBECTL = os.environ.get("BENCH_KUBECTL", "1") != "0"  # the kubectl baseline (N namespaces)
 
 
 def cr() -> dict[str, Any]:
@@ -146,6 +147,26 @@ class Api:
                 out["status" if labels.get("subresource") == "status" else "cr"] += value
         return out
 
+    async def apply_latency(self) -> tuple[float, float]:
+        """apiserver_request_duration_seconds (sum, count) of server-side applies of
+        NetworkPolicies: the API server's own time per write, without the client's."""
+        assert self.session is not None
+        async with self.session.get(f"{self.server}/metrics") as r:
+            text = await r.text()
+        total, count = 0.0, 0.0
+        for line in text.splitlines():
+            if not line.startswith(("apiserver_request_duration_seconds_sum{",
+                                    "apiserver_request_duration_seconds_count{")):  # fmt: skip
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+            if labels.get("verb") == "APPLY" and labels.get("resource") == "networkpolicies":
+                value = float(line.rsplit(" ", 1)[1])
+                if line.startswith("apiserver_request_duration_seconds_sum{"):
+                    total += value
+                else:
+                    count += value
+        return total, count
+
     async def watch(self, on_event: Any, stop: asyncio.Event) -> None:
         """Watch managed NetworkPolicies cluster-wide until `stop` (re-watching on timeouts)."""
         assert self.session is not None
@@ -170,7 +191,7 @@ class Api:
                 await asyncio.sleep(0.5)
 
 
-async def extra_round(api: Api, k: Any, n: int, r: int) -> tuple[float, float]:
+async def extra_round(api: Api, k: Any, n: int, r: int, port: int | None) -> dict[str, Any]:
     """Round r: the bare client writes the rendered policies of N fresh namespaces, then
     the operator rolls out an isolation of its own over N other fresh ones (same shape,
     label key env-r<r>); each timed until every policy exists (seen by a watch)."""
@@ -207,9 +228,8 @@ async def extra_round(api: Api, k: Any, n: int, r: int) -> tuple[float, float]:
             await api.apply(obj)
 
     await asyncio.sleep(5)  # the namespaces' watch events are behind everyone
-    t0 = time.monotonic()
-    await asyncio.gather(*(one(dict(p)) for p in bare))
-    bare_s = time.monotonic() - t0
+    async with Bound(api, None) as bare_bound:
+        await asyncio.gather(*(one(dict(p)) for p in bare))
     want = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in mine}
     seen: set[tuple[str, str]] = set()
     done = asyncio.Event()
@@ -224,24 +244,70 @@ async def extra_round(api: Api, k: Any, n: int, r: int) -> tuple[float, float]:
     stop = asyncio.Event()
     watcher = asyncio.create_task(api.watch(on_event, stop))
     await asyncio.sleep(1)
-    t0 = time.monotonic()
-    k("apply", "-f", "-", stdin=json.dumps(body))
-    await asyncio.wait_for(done.wait(), timeout=3600)
-    op_s = time.monotonic() - t0
+    async with Bound(api, port) as op_bound:
+        k("apply", "-f", "-", stdin=json.dumps(body))
+        await asyncio.wait_for(done.wait(), timeout=3600)
     stop.set()
     watcher.cancel()
-    return round(bare_s, 2), round(op_s, 2)
+    return {"round": r, "bare_s": round(bare_bound.seconds, 2),
+            "operator_s": round(op_bound.seconds, 2), "bare": bare_bound.figures(),
+            "operator": op_bound.figures()}  # fmt: skip
 
 
-def passes(port: int) -> float:
-    """Completed reconcile passes, from the operator's /metrics (0 until it serves)."""
+OP_METRICS = {
+    "passes": "envisolation_reconcile_duration_seconds_count",
+    "in_flight_s": "envisolation_api_in_flight_seconds_total",
+    "queued_s": "envisolation_api_queued_seconds_total",
+}
+
+
+def op_metrics(port: int) -> dict[str, float]:
+    """The operator's own counters (OP_METRICS) from its /metrics; 0 until it serves.
+    passes: completed reconcile passes; in_flight_s and queued_s: its API requests in
+    flight and waiting for a slot, integrated over time."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
             text = r.read().decode()
     except OSError:
-        return 0.0
-    m = re.search(r"^envisolation_reconcile_duration_seconds_count (\S+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
+        return dict.fromkeys(OP_METRICS, 0.0)
+    out = {}
+    for key, name in OP_METRICS.items():
+        m = re.search(rf"^{name} (\S+)$", text, re.M)
+        out[key] = float(m.group(1)) if m else 0.0
+    return out
+
+
+def passes(port: int) -> float:
+    return op_metrics(port)["passes"]
+
+
+class Bound:
+    """What bounded a timed write phase: the API server's own mean time per apply of a
+    NetworkPolicy (apiserver_request_duration_seconds), and, for the operator, its mean
+    requests in flight and waiting for a slot (its own integrals over the phase)."""
+
+    def __init__(self, api: Api, port: int | None) -> None:
+        self.api, self.port = api, port
+
+    async def __aenter__(self) -> Bound:
+        self.t0 = time.monotonic()
+        self.server0 = await self.api.apply_latency()
+        self.op0 = await asyncio.to_thread(op_metrics, self.port) if self.port else {}
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.seconds = time.monotonic() - self.t0
+        self.server1 = await self.api.apply_latency()
+        self.op1 = await asyncio.to_thread(op_metrics, self.port) if self.port else {}
+
+    def figures(self) -> dict[str, float]:
+        (s0, c0), (s1, c1) = self.server0, self.server1
+        out = {"server_apply_ms": round(1000 * (s1 - s0) / max(1.0, c1 - c0), 2),
+               "applies_per_s": round((c1 - c0) / self.seconds, 1)}  # fmt: skip
+        if self.op1:
+            for key, name in (("in_flight_s", "in_flight_mean"), ("queued_s", "queued_mean")):
+                out[name] = round((self.op1[key] - self.op0[key]) / self.seconds, 2)
+        return out
 
 
 def proc_stats(pid: int) -> tuple[float, float]:
@@ -284,6 +350,8 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
         body = cr()
         iso = EnvironmentIsolation.from_body(body)
         groups = {"op": "env", "a": "base-a", "b": "base-b", "c": "base-c"}
+        if not KUBECTL:  # no kubectl baseline: the cluster holds 3 x N namespaces, not 4 x N
+            del groups["b"]
         facts: dict[str, list[NamespaceFacts]] = {}
         docs = []
         for g, prefix in groups.items():
@@ -307,7 +375,7 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
             k("apply", "-f", "-", stdin=yaml.safe_dump_all(docs[i : i + 500]))
         ctx = RenderContext()
         desired = {g: render_all([iso], facts[g], ctx) for g in groups}
-        for g in ("a", "b", "c"):  # same objects, but not labelled as the operator's own
+        for g in groups.keys() - {"op"}:  # same objects, but not labelled as the operator's own
             for p in desired[g]:
                 p["metadata"]["labels"] = {
                     **p["metadata"]["labels"],
@@ -322,16 +390,18 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
                 async with sem:
                     await api.apply(obj)
 
-            t0 = time.monotonic()
-            await asyncio.gather(*(one(dict(p)) for p in desired["a"]))
-            result["baseline_ssa_s"] = round(time.monotonic() - t0, 2)
-            stream = work / "b.yaml"
-            stream.write_text(yaml.safe_dump_all([dict(p) for p in desired["b"]]))
-            t0 = time.monotonic()
-            k("apply", "--server-side", "--field-manager=bench-kubectl", "-f", str(stream))
-            result["baseline_kubectl_s"] = round(time.monotonic() - t0, 2)
+            async with Bound(api, None) as bare_bound:
+                await asyncio.gather(*(one(dict(p)) for p in desired["a"]))
+            result["baseline_ssa_s"] = round(bare_bound.seconds, 2)
+            if "b" in groups:
+                stream = work / "b.yaml"
+                stream.write_text(yaml.safe_dump_all([dict(p) for p in desired["b"]]))
+                t0 = time.monotonic()
+                k("apply", "--server-side", "--field-manager=bench-kubectl", "-f", str(stream))
+                result["baseline_kubectl_s"] = round(time.monotonic() - t0, 2)
 
             op_env = {**env, "PYTHONPATH": str(ROOT / "operator")}
+            port = free_port()  # its metrics: passes, in-flight and queued integrals
             argv = [
                 sys.executable,
                 "-m",
@@ -340,7 +410,7 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
                 "--liveness",
                 "",
                 "--metrics-bind",
-                "",
+                f"127.0.0.1:{port}",
             ]
             if STANDBY:  # two replicas with leader election: the first leads
                 argv += ["--leader-elect", "--lease-namespace", "default"]
@@ -350,8 +420,10 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
             )  # fmt: skip
             if STANDBY:
                 await asyncio.sleep(3)
+                second = list(argv)
+                second[second.index("--metrics-bind") + 1] = f"127.0.0.1:{free_port()}"
                 standby = subprocess.Popen(
-                    argv, env={**op_env, "POD_NAME": "bench-b"}, stdout=subprocess.DEVNULL,
+                    second, env={**op_env, "POD_NAME": "bench-b"}, stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )  # fmt: skip
             profile = os.environ.get("BENCH_PROFILE")  # py-spy samples of the rollout
@@ -389,11 +461,12 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
             before = await api.writes()
             cpu0 = proc_stats(op.pid)[1]
             t0 = time.monotonic()
-            k("apply", "-f", "-", stdin=json.dumps(body))
-            while len(done_at) < len(want):
-                await asyncio.sleep(0.05)
-                if time.monotonic() - t0 > 3600:
-                    raise TimeoutError("no convergence within an hour")
+            async with Bound(api, None if STANDBY else port) as op_bound:
+                k("apply", "-f", "-", stdin=json.dumps(body))
+                while len(done_at) < len(want):
+                    await asyncio.sleep(0.05)
+                    if time.monotonic() - t0 > 3600:
+                        raise TimeoutError("no convergence within an hour")
             result["convergence_s"] = round(max(done_at.values()) - t0, 2)
             # the operator's CPU while it wrote: CPU it takes from the API server it waits on
             result["convergence_cpu_s"] = round(proc_stats(op.pid)[1] - cpu0, 2)
@@ -522,10 +595,10 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
             status_writes += w4["status"] - w3["status"]
             # -- alternating rounds: bare client, operator, each into fresh namespaces ----
             rounds = [{"round": 1, "bare_s": result["baseline_ssa_s"],
-                       "operator_s": result["convergence_s"]}]  # fmt: skip
+                       "operator_s": result["convergence_s"], "bare": bare_bound.figures(),
+                       "operator": op_bound.figures()}]  # fmt: skip
             for r in range(2, ROUNDS + 1):
-                bare_s, op_s = await extra_round(api, k, n, r)
-                rounds.append({"round": r, "bare_s": bare_s, "operator_s": op_s})
+                rounds.append(await extra_round(api, k, n, r, None if STANDBY else port))
                 print(json.dumps(rounds[-1]), flush=True)
         result["status_writes"] = status_writes
         bare = (result["baseline_ssa_s"] + result["baseline_ssa_after_s"]) / 2
@@ -537,6 +610,12 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
             row["ratio"] = round(row["operator_s"] / row["bare_s"], 3)
         ratios = [row["ratio"] for row in rounds]
         result["rounds"] = rounds
+        # What bounded the rollouts, as medians over the rounds (see Bound).
+        for side in ("bare", "operator"):
+            for key in ("server_apply_ms", "applies_per_s", "in_flight_mean", "queued_mean"):
+                values = [row[side][key] for row in rounds if key in row.get(side, {})]
+                if values:
+                    result[f"{side}_{key}_median"] = round(statistics.median(values), 2)
         result["ratio_median"] = round(statistics.median(ratios), 3)
         result["ratio_min"] = min(ratios)
         result["ratio_max"] = max(ratios)

@@ -198,18 +198,16 @@ def test_apiserver_restart_during_namespace_creations(
 FREEZE_S = 130  # past the LIST timeout, so that every timeout is seen to fire
 
 
-def _time_to_fail(kubeconfig: str, call: Callable[[Any], Any], warm: bool,
+def _time_to_fail(cfg: Any, call: Callable[[Any], Any], warm: bool,
                   ready: threading.Barrier, frozen: threading.Event) -> tuple[float, str]:  # fmt: skip
     """Seconds until the operator's own API client gives up on `call` once the API server
     is frozen, and its error. `warm`: over a connection opened (and pooled) before the
-    freeze, as the operator's are; else over a new one (connect and TLS handshake)."""
-    from kubernetes import client, config
-
+    freeze, as the operator's are; else over a new one (connect and TLS handshake).
+    `cfg` is loaded once by the caller: the kubernetes client's loader writes embedded
+    certificates to temporary files it shares between threads, and names a file before it
+    has written it (three threads loading at once once got an empty certificate)."""
     from envisolation.runtime.api import ApiError
     from envisolation.runtime.client import Kube
-
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
 
     async def go() -> tuple[float, str]:
         kube = Kube(cfg)
@@ -259,12 +257,26 @@ def test_apiserver_frozen_then_resumed(
     }
     failed: dict[str, tuple[float, str]] = {}
     ready, frozen = threading.Barrier(len(calls) + 1), threading.Event()
-    kubeconfig = str(kubectl.cluster.kubeconfig)
-    threads = [threading.Thread(target=lambda k=k, c=c, w=w: failed.__setitem__(
-        k, _time_to_fail(kubeconfig, c, w, ready, frozen))) for k, (c, w) in calls.items()]  # fmt: skip
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubectl.cluster.kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
+    crashed: dict[str, BaseException] = {}
+
+    def run(key: str, call: Callable[[Any], Any], warm: bool) -> None:
+        try:
+            failed[key] = _time_to_fail(cfg, call, warm, ready, frozen)
+        except BaseException as e:  # shown by the assertion below, not as a thread warning
+            crashed[key] = e
+            ready.abort()
+
+    threads = [threading.Thread(target=run, args=(k, c, w)) for k, (c, w) in calls.items()]
     for t in threads:
         t.start()
-    ready.wait(timeout=60)  # every client has its connection (or none, for "connect")
+    try:
+        ready.wait(timeout=60)  # every client has its connection (or none, for "connect")
+    except threading.BrokenBarrierError:
+        pytest.fail(f"a client did not get ready: {crashed!r}")
     broken_before = _watch_errors(operator)
     chaos.hack("stop", "kube-apiserver")
     stopped = time.monotonic()

@@ -18,7 +18,7 @@ from structlog.testing import LogCapture
 from envisolation.runtime import client as kube_client
 from envisolation.runtime import throttle
 from envisolation.runtime.api import ApiError
-from envisolation.runtime.metrics import API_THROTTLED
+from envisolation.runtime.metrics import API_IN_FLIGHT_SECONDS, API_QUEUED_SECONDS, API_THROTTLED
 from envisolation.runtime.throttle import AdaptiveLimit, retry_after
 
 
@@ -116,6 +116,31 @@ async def test_acquire_waits_for_a_free_slot() -> None:
     await asyncio.wait_for(third, 1)
     assert lim.in_flight == 2
     lim.release()
+    lim.release()
+
+
+async def test_in_flight_and_queued_are_integrated_over_time() -> None:
+    """The counters' rates are the mean number in flight and waiting: the bench divides
+    their change over a rollout by its duration to tell what bounded it."""
+    clock = Clock()
+    lim = AdaptiveLimit(2, clock=clock)
+    flight0, queued0 = API_IN_FLIGHT_SECONDS._value.get(), API_QUEUED_SECONDS._value.get()
+    await lim.acquire()
+    clock.now += 2.0  # one in flight for 2 s
+    await lim.acquire()
+    clock.now += 1.0  # two for 1 s
+    third = asyncio.create_task(lim.acquire())
+    await asyncio.sleep(0)
+    clock.now += 3.0  # two in flight and one waiting for 3 s
+    lim.release()
+    await asyncio.wait_for(third, 1)
+    clock.now += 0.5  # two in flight (the third got the slot) for 0.5 s
+    lim.release()
+    lim.release()
+    clock.now += 10.0  # nothing in flight: adds nothing
+    await lim.acquire()
+    assert API_IN_FLIGHT_SECONDS._value.get() - flight0 == 2.0 + 2.0 + 6.0 + 1.0
+    assert API_QUEUED_SECONDS._value.get() - queued0 == 3.0
     lim.release()
 
 

@@ -38,6 +38,16 @@ API_IN_FLIGHT_LIMIT = Gauge(
     "envisolation_api_in_flight_limit",
     "API requests allowed in flight at once: halved on throttling, grown back on success",
 )
+# Integrals over time: their rate over a window is the mean number in flight (or waiting
+# for a slot) in it; the bench reads them to tell what bounds a rollout.
+API_IN_FLIGHT_SECONDS = Counter(
+    "envisolation_api_in_flight_seconds_total",
+    "API requests in flight, integrated over time (rate: the mean number in flight)",
+)
+API_QUEUED_SECONDS = Counter(
+    "envisolation_api_queued_seconds_total",
+    "API requests waiting for an in-flight slot, integrated over time (rate: the mean queue)",
+)
 EXPOSURES = Gauge(
     "envisolation_exposures",
     "Cross-segment paths the spec does not allow, by segment pair",

@@ -28,7 +28,12 @@ from typing import TypeVar
 import structlog
 
 from envisolation.runtime.api import ApiError
-from envisolation.runtime.metrics import API_IN_FLIGHT_LIMIT, API_THROTTLED
+from envisolation.runtime.metrics import (
+    API_IN_FLIGHT_LIMIT,
+    API_IN_FLIGHT_SECONDS,
+    API_QUEUED_SECONDS,
+    API_THROTTLED,
+)
 
 T = TypeVar("T")
 
@@ -97,15 +102,29 @@ class AdaptiveLimit:
         self._successes = 0
         self._throttled = 0  # 429s since the last summary
         self._summary_at = 0.0
+        self._accounted_at = clock()  # in-flight and queued integrals are current to here
+        self._queued = 0
         API_IN_FLIGHT_LIMIT.set(maximum)
+
+    def _account(self) -> None:
+        """Add in-flight x time and queued x time since the last change to the integrals."""
+        now = self._clock()
+        elapsed = now - self._accounted_at
+        self._accounted_at = now
+        if elapsed > 0:
+            API_IN_FLIGHT_SECONDS.inc(self.in_flight * elapsed)
+            API_QUEUED_SECONDS.inc(self._queued * elapsed)
 
     async def acquire(self) -> None:
         while True:
             if self.in_flight < self.limit:
+                self._account()
                 self.in_flight += 1
                 return
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
+            self._account()
+            self._queued += 1
             try:
                 await waiter
             except asyncio.CancelledError:
@@ -114,8 +133,12 @@ class AdaptiveLimit:
                 else:
                     self._wake()  # it was woken: pass the turn on
                 raise
+            finally:
+                self._account()
+                self._queued -= 1
 
     def release(self) -> None:
+        self._account()
         self.in_flight -= 1
         self._wake()
 
