@@ -24,10 +24,19 @@ For each N, on a fresh local cluster with the flags the tests use:
      fresh ones, each timed until a watch has seen every policy; `rounds` keeps each,
      `ratio_median`, `ratio_min`, `ratio_max` summarise operator over bare client. The
      cluster grows by 2 x N namespaces per round, which the alternation shares out.
+  8. What bounds each timed write phase (per round, `bare` and `operator`): the API
+     server's own mean time per NetworkPolicy apply (server_apply_ms, from
+     apiserver_request_duration_seconds), applies per second, and for the operator its
+     mean requests in flight and waiting for a slot (in_flight_mean, queued_mean, from
+     its own integrals); medians over the rounds as <side>_<figure>_median.
+  9. The throttled rollout (throttle_bench.py, BENCH_THROTTLE_N namespaces, default 240,
+     0 skips it; its own cluster, once per run): its medians as throttled_s,
+     throttled_baseline_s, throttled_ratio, throttled_429s in every scale-N.json.
 Results: bench/results/scale-<N>.json; bench/README.md's table comes from them
 (`python bench/scale_bench.py --table`), and bench/results/convergence.png.
 Environment: BENCH_STANDBY=1 (two replicas with leader election; standby-N.json, with the
-standby's RSS and CPU), BENCH_IDLE_S (default 300), BENCH_LATENCY_S (default 60), BENCH_PROFILE (a
+standby's RSS and CPU), BENCH_KUBECTL=0 (no kubectl baseline, whose N namespaces and
+policies are then not in the cluster: 3 x N namespaces instead of 4 x N), BENCH_IDLE_S (default 300), BENCH_LATENCY_S (default 60), BENCH_PROFILE (a
 path: py-spy samples the operator for 45 s from its start, collapsed stacks written there;
 `pip install py-spy` first).
 """
@@ -71,6 +80,8 @@ RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results")  #
 WRITE_VERBS = ("POST", "PUT", "PATCH", "APPLY", "DELETE")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))  # alternating bare/operator rounds (ratio_*)
 KUBECTL = os.environ.get("BENCH_KUBECTL", "1") != "0"  # the kubectl baseline (N namespaces)
+# The throttled rollout (throttle_bench.py) at this N, once per run; 0: not run.
+THROTTLE_N = int(os.environ.get("BENCH_THROTTLE_N", "240"))
 
 
 def cr() -> dict[str, Any]:
@@ -646,7 +657,10 @@ COLUMNS = [
     ("ratio_min", "min"), ("ratio_max", "max"), ("ready_s", "Ready s"), ("latency_p50_s", "p50 s"),
     ("latency_p99_s", "p99 s"), ("writes_per_namespace", "writes/ns"), ("idle_writes", "idle"),
     ("restart_writes", "restart"), ("restart_ready_s", "restart pass s"), ("relist_writes", "relist"), ("reapply_writes", "re-apply"),
-    ("status_writes", "status"), ("rss_mib", "RSS MiB"), ("convergence_cpu_s", "CPU s rollout"),
+    ("status_writes", "status"), ("operator_in_flight_mean_median", "in flight"),
+    ("operator_queued_mean_median", "queued"), ("bare_server_apply_ms_median", "server ms/apply bare"),
+    ("operator_server_apply_ms_median", "server ms/apply op"), ("throttled_ratio", "throttled ratio"),
+    ("rss_mib", "RSS MiB"), ("convergence_cpu_s", "CPU s rollout"),
     ("cpu_s", "CPU s"), ("commit", "commit"),
 ]  # fmt: skip
 
@@ -671,11 +685,12 @@ def plot() -> None:
     )
     if not rows:
         return
-    ns = [r["n"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, label in (("convergence_s", "envisolation"), ("baseline_ssa_s", "bare asyncio SSA"),
                        ("baseline_kubectl_s", "kubectl apply --server-side")):  # fmt: skip
-        ax.plot(ns, [r[key] for r in rows], marker="o", label=label)
+        points = [(r["n"], r[key]) for r in rows if r.get(key) is not None]
+        if points:  # kubectl's baseline is absent from runs with BENCH_KUBECTL=0
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
     # Every alternating round, where a result has them: the spread behind the medians.
     for key, label, color in (("operator_s", "envisolation, each round", "C0"),
                               ("bare_s", "bare SSA, each round", "C1")):  # fmt: skip
@@ -692,20 +707,46 @@ def plot() -> None:
     fig.savefig(RESULTS / "convergence.png", dpi=100)
 
 
+def throttled(written: list[Path]) -> None:
+    """The rollout under APF throttling (throttle_bench.py, THROTTLE_N namespaces, its own
+    cluster, three alternating rounds), once per `make bench`: its medians go into every
+    scale-N.json this run wrote, the min-max and the source file beside them."""
+    print(f"== throttled rollout, N={THROTTLE_N} (throttle_bench.py)", flush=True)
+    subprocess.run([sys.executable, "throttle_bench.py", str(THROTTLE_N)],
+                   cwd=ROOT / "bench", env={**os.environ, "ROUNDS": "3"}, check=True)  # fmt: skip
+    summary = json.loads((RESULTS / f"throttle-{THROTTLE_N}.json").read_text())
+    keys = ("throttled_s", "throttled_baseline_s", "throttled_ratio", "throttled_429s")
+    for path in written:
+        r = json.loads(path.read_text())
+        r.update({key: summary[key]["median"] for key in keys})
+        r["throttled"] = {"n": summary["n"], "file": f"throttle-{THROTTLE_N}.json",
+                          "lost": summary["lost"], "operator_alive": summary["operator_alive"],
+                          **{key: summary[key] for key in keys}}  # fmt: skip
+        path.write_text(json.dumps(r, indent=2) + "\n")
+
+
 def main() -> None:
     if "--table" in sys.argv:
+        print(table())
+        return
+    if "--throttle" in sys.argv:  # only the throttled rollout, into every scale-N.json
+        throttled(sorted(RESULTS.glob("scale-*.json")))
         print(table())
         return
     sizes = [int(a) for a in sys.argv[1:] if a.isdigit()] or [100, 1000, 5000]
     idle_s = float(os.environ.get("BENCH_IDLE_S", "300"))
     latency_s = float(os.environ.get("BENCH_LATENCY_S", "60"))
     RESULTS.mkdir(parents=True, exist_ok=True)
+    written = []
     for n in sizes:
         print(f"== N={n} (idle {idle_s:.0f} s, latency {latency_s:.0f} s)", flush=True)
         r = asyncio.run(run(n, idle_s, latency_s))
         name = f"standby-{n}.json" if STANDBY else f"scale-{n}.json"
         (RESULTS / name).write_text(json.dumps(r, indent=2) + "\n")
+        written.append(RESULTS / name)
         print(json.dumps(r, indent=2), flush=True)
+    if THROTTLE_N:
+        throttled(written)
     plot()
     print(table())
 
