@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: bench-throttle mutate help venv lint fmt unit api chaos dataplane gitops argocd test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare helm kube-router cyclonus-harness system-deps
+.PHONY: bench-throttle bench-restart mutate help venv lint fmt unit api chaos dataplane gitops argocd test demo cluster-up cluster-down controlplane golden clean crd bench bench-compare helm kube-router cyclonus-harness system-deps
 
 help:
 	@echo "make demo          local cluster + operator + example (Ctrl-C stops it)"
@@ -21,6 +21,7 @@ help:
 	@echo "make cluster-down  stop it"
 	@echo "make bench [N=1000] benchmarks at scale (bench/README.md)"
 	@echo "make bench-throttle [N=240] [ROUNDS=3]  the rollout under APF throttling vs a bare client"
+	@echo "make bench-restart [N=10000] [ROUNDS=3]  process start to the first full pass vs a bare LIST"
 	@echo "make bench-compare BASE=REV [N=1000] [ROUNDS=2]  the rollout of REV against HEAD"
 	@echo "make mutate        mutation testing of the pure layers (hack/mutate; tests/README.md)"
 	@echo "make golden        regenerate tests/golden/*/expected.yaml and plan.yaml"
@@ -109,6 +110,12 @@ bench: $(STAMP) controlplane
 bench-throttle: $(STAMP) controlplane
 	cd bench && ROUNDS=$(if $(filter command line environment,$(origin ROUNDS)),$(ROUNDS),3) \
 		../$(PY) throttle_bench.py $(or $(N),240)
+
+# Restart at scale: process start to the first full pass, against a bare LIST of the same
+# objects, alternating rounds (bench/restart_bench.py; default N=10000, ROUNDS=3).
+bench-restart: $(STAMP) controlplane
+	cd bench && ROUNDS=$(if $(filter command line environment,$(origin ROUNDS)),$(ROUNDS),3) \
+		../$(PY) restart_bench.py $(or $(N),10000)
 
 # The rollout benchmark of commit BASE against HEAD, alternating rounds (bench/compare.py).
 BASE ?= HEAD~1

@@ -352,6 +352,8 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="envisolation-scale-"))
     hack = [sys.executable, str(ROOT / "hack" / "cluster")]
     subprocess.run([*hack, "up", "--dir", str(work / "c")], check=True, capture_output=True)
@@ -650,10 +652,7 @@ async def run(n: int, idle_s: float, latency_s: float) -> dict[str, Any]:
                 "python": platform.python_version(),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                 "date": time.strftime("%Y-%m-%d"),
-                "commit": subprocess.run(
-                    ["git", "rev-parse", "--short", "HEAD"],
-                    cwd=ROOT, capture_output=True, text=True, check=False,
-                ).stdout.strip(),
+                "commit": commit,
             }
         )  # fmt: skip
         return result

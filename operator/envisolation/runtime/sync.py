@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -101,14 +102,24 @@ class ViewSync:
         delay = 1.0
         while True:
             try:
+                started = time.monotonic()
                 fresh = ClusterView(self.view.scope)
                 ns_rv = await self._lister.list_each(
                     "namespaces", functools.partial(fresh.namespace_event, "ADDED")
                 )
+                listed_ns = time.monotonic()
                 pol_rv = await self._lister.list_each(
                     "networkpolicies", functools.partial(fresh.policy_event, "ADDED")
                 )
                 self.view.adopt(fresh, ns_rv, pol_rv)
+                log.info(
+                    "listed the cluster",
+                    namespaces=len(self.view.namespaces),
+                    managed_policies=sum(map(len, self.view.managed.values())),
+                    foreign_policies_held=sum(map(len, self.view.foreign.values())),
+                    namespaces_s=round(listed_ns - started, 2),
+                    policies_s=round(time.monotonic() - listed_ns, 2),
+                )
                 return
             except ApiError as e:
                 log.warning("listing the cluster failed; retrying", error=str(e), delay=delay)
