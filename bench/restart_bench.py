@@ -14,7 +14,8 @@ kept). Then the operator is stopped, and in alternating rounds (ROUNDS, default 
             its log's "listed the cluster" line (seconds spent listing each kind).
 
 Results: bench/results/restart-<N>.json: every round, the medians with min-max of both
-and of their ratio.
+and of their ratio. BENCH_PROFILE=<path>: py-spy samples the first restart for 60 s
+(collapsed stacks; `pip install py-spy` first).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from envisolation.policy.render import RenderContext
 from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
 from scale_bench import CONCURRENCY, RESULTS, ROOT, SEGMENTS, Api, cr, passes, proc_stats
 
-PAGE = 500  # the operator's LIST page (client.LIST_PAGE)
+PAGE = 500  # the operator's LIST page (paging.LIST_PAGE)
+PROFILE = os.environ.get("BENCH_PROFILE")  # a path: py-spy samples the first restart
 
 
 async def bare_list(api: Api) -> tuple[float, int]:
@@ -141,6 +143,12 @@ async def run(n: int, rounds: int) -> dict[str, Any]:
                 log = work / f"restart-{r}.log"
                 started = time.monotonic()
                 op = start(log)
+                if PROFILE and r == 1:  # py-spy samples of the first restart, collapsed stacks
+                    subprocess.Popen(
+                        [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(op.pid),
+                         "-d", "60", "-r", "100", "--format", "raw", "-o", PROFILE, "--nonblocking"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )  # fmt: skip
                 while await asyncio.to_thread(passes, port) < 1:
                     if op.poll() is not None or time.monotonic() - started > 600:
                         raise RuntimeError(f"no first pass; see {log}")

@@ -279,3 +279,36 @@ def test_a_wide_ipv6_block_is_a_possible_exposure_like_an_ipv4_one(
         ("ipBlock ::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", prod, f"{prod}/from-anywhere-v6"),
     ]
     assert condition(kubectl, iso, "Exposed")["status"] == "True"
+
+
+def test_more_namespaces_coming_into_scope_than_fetched_one_by_one_cost_one_listing(
+    kubectl: Kubectl, operator: Operator, make_iso, make_ns
+) -> None:
+    """101 namespaces (more than sync.FETCH_EACH_MAX) come into scope with a new isolation:
+    their policies are read with one cluster-wide LIST, after which nothing is listed
+    again (a listing once left them waiting, and the loop listed the cluster every turn)."""
+    make_iso(f"other.test/{secrets.token_hex(4)}")  # a scope is in force: not everything is kept
+    time.sleep(2)
+    label = f"many.test/{secrets.token_hex(4)}"
+    stem = f"many-{secrets.token_hex(3)}"
+    names = [f"{stem}-{i:03}" for i in range(101)]
+    kubectl.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "labels": {label: "dev"}}}
+        for n in names]}))  # fmt: skip
+    try:
+
+        def lists() -> float:
+            return kubectl.metric_sum("apiserver_request_total", resource="networkpolicies",
+                                      verb="LIST", scope="cluster")  # fmt: skip
+
+        before = lists()
+        iso = make_iso(label, isolate=["Ingress"])
+        eventually(lambda: ready(kubectl, iso) and all(kubectl.policies(n) for n in names[-3:]),
+                   timeout=90)  # fmt: skip
+        time.sleep(3)
+        settled = lists()
+        assert 1 <= settled - before <= 3, settled - before
+        time.sleep(8)
+        assert lists() == settled, "the cluster was listed again at steady state"
+    finally:
+        kubectl("delete", "namespace", *names, "--wait=false", "--ignore-not-found", check=False)

@@ -14,6 +14,7 @@ from aiohttp import web
 from kubernetes import client
 
 from envisolation.runtime import client as kube_client
+from envisolation.runtime import paging
 from envisolation.runtime.api import Gone
 
 TOTAL = 2500
@@ -49,7 +50,7 @@ async def pager(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, Any]
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     cfg = client.Configuration()
     cfg.host = f"http://127.0.0.1:{port}"
-    monkeypatch.setattr(kube_client, "LIST_PAGE", 1000)
+    monkeypatch.setattr(paging, "LIST_PAGE", 1000)
     state["kube"] = kube_client.Kube(cfg)
     yield state
     await state["kube"].aclose()

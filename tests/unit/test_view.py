@@ -30,12 +30,13 @@ def load(
     v: ClusterView, namespaces: list[Any], namespaces_rv: str, policies: list[Any], policies_rv: str
 ) -> None:
     """What the controller does with the pages of a LIST: a fresh view, then adopt."""
+    waiting = set(v.unfetched)
     fresh = ClusterView(v.scope)
     for body in namespaces:
         fresh.namespace_event("ADDED", body)
     for body in policies:
         fresh.policy_event("ADDED", body)
-    v.adopt(fresh, namespaces_rv, policies_rv)
+    v.adopt(fresh, namespaces_rv, policies_rv, waiting)
 
 
 def test_events_keep_the_newest_state() -> None:
@@ -159,3 +160,16 @@ def test_a_listing_keeps_the_namespaces_that_came_into_scope_meanwhile_unfetched
     load(v, [ns("b", 1)], "6", [pol("theirs", 2, {}, "b", "kubectl")], "6")
     assert v.namespaces["b"].label_map["environment"] == "dev"
     assert v.unfetched == {"b"}
+
+
+def test_a_listing_reads_the_namespaces_that_waited_for_it() -> None:
+    """More than FETCH_EACH_MAX namespaces came into scope: one cluster-wide LIST reads
+    them all, and none is left waiting (else the controller listed again every turn)."""
+    v = ClusterView(in_dev)
+    load(v, [ns("a", 1, environment="dev"), ns("b", 2, environment="prod")], "5", [], "5")
+    v.set_scope(lambda f: dict(f.labels).get("environment") in ("dev", "prod"))
+    assert v.unfetched == {"b"}
+    load(v, [ns("a", 1, environment="dev"), ns("b", 2, environment="prod")], "7",
+         [pol("theirs", 6, {}, "b", "kubectl")], "7")  # fmt: skip
+    assert "theirs" in v.foreign["b"]
+    assert not v.unfetched

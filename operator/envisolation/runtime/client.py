@@ -9,10 +9,8 @@ is never held whole.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +18,7 @@ import aiohttp
 from kubernetes import client
 
 from envisolation import __version__
+from envisolation.runtime import paging
 from envisolation.runtime.api import ApiError, Gone, NotLeading, ObjectRef
 from envisolation.runtime.config import load_config, ssl_context
 from envisolation.runtime.events import event_body
@@ -34,8 +33,6 @@ JSON = "application/json"
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection: a dead endpoint is noticed soon
 CALL_TIMEOUT = 30.0  # seconds to read the answer to a write: a frozen server frees the slot
 LIST_TIMEOUT = 120.0  # seconds to read one page of a LIST (large objects, a busy server)
-LIST_PAGE = 500  # objects per LIST page: bounds the memory a listing takes at once
-DIGEST_SLICE = 100  # objects of a page handed out between turns of the event loop
 CONNECTIONS = 16  # concurrent API calls at most (fewer while throttled: throttle.py)
 USER_AGENT = f"envisolation/{__version__}"  # named as what it is in audit logs and metrics
 JSON_PATCH = "application/json-patch+json"
@@ -165,61 +162,20 @@ class Kube:
             raise ApiError(0, f"connection failed: {type(e).__name__}: {e}") from e
         return json.loads(text) if text else {}
 
-    async def _pages(
-        self, path: str, selector: Mapping[str, str] | None = None
-    ) -> AsyncGenerator[tuple[list[Any], str], None]:
-        """A LIST, a page at a time: (items, the listing's resourceVersion).
-
-        The next page is asked for before this one is handed out, so that the API server
-        reads and encodes it while the caller digests this one (a restart at 10,000
-        namespaces lists ~140,000 objects; one after the other, each side waited on the
-        other). At most two pages are held at once.
-        """
-
-        def fetch(token: str) -> asyncio.Task[Mapping[str, Any]]:
-            params = {"limit": str(LIST_PAGE), **(selector or {})}
-            if token:
-                params["continue"] = token
-            return asyncio.ensure_future(
-                self.request("list", "GET", path, params=params, timeout=LIST_TIMEOUT)
-            )
-
-        pending = fetch("")
-        try:
-            while True:
-                page = await pending
-                meta = page.get("metadata") or {}
-                token = str(meta.get("continue") or "")
-                if token:
-                    pending = fetch(token)
-                yield list(page.get("items") or []), str(meta.get("resourceVersion", ""))
-                if not token:
-                    return
-        finally:
-            if not pending.done():  # the caller stopped early (an error): no stray request
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ApiError):
-                    await pending
-
     async def list_each(
         self, resource: str, each: Callable[[Mapping[str, Any]], object], namespace: str = ""
     ) -> str:
         """Hand every object of a LIST (cluster-wide, or of one namespace's policies) to
-        `each`; returns its resourceVersion.
+        `each`; returns its resourceVersion (paging.py: pages overlap with the digest).
 
         A continue token that expired mid-listing raises Gone: list again from the start.
         """
-        rv = ""
         path = self._policy_path(namespace) if namespace else PATHS[resource]
-        selector = HOST_NETWORK if resource == "hostpods" else None
-        async with contextlib.aclosing(self._pages(path, selector)) as pages:
-            async for items, page_rv in pages:
-                rv = page_rv
-                for i, item in enumerate(items, 1):
-                    each(item)
-                    if i % DIGEST_SLICE == 0:  # let the next page's request go out meanwhile
-                        await asyncio.sleep(0)
-        return rv
+
+        def get(params: Mapping[str, str]) -> Awaitable[Mapping[str, Any]]:
+            return self.request("list", "GET", path, params=params, timeout=LIST_TIMEOUT)
+
+        return await paging.list_each(get, HOST_NETWORK if resource == "hostpods" else {}, each)
 
     @staticmethod
     def _policy_path(namespace: str, name: str = "") -> str:
@@ -322,8 +278,14 @@ class Kube:
         else:  # verify: only the pods NetworkPolicy cannot isolate, filtered by the server
             kinds.append(("Pod", PATHS["hostpods"], HOST_NETWORK))
         for kind, path, selector in kinds:
-            async for items, _ in self._pages(path, selector):
-                out.extend({**item, "kind": kind} for item in items)
+
+            def get(params: Mapping[str, str], path: str = path) -> Awaitable[Mapping[str, Any]]:
+                return self.request("list", "GET", path, params=params, timeout=LIST_TIMEOUT)
+
+            def keep(obj: Mapping[str, Any], kind: str = kind) -> None:
+                out.append({**obj, "kind": kind})
+
+            await paging.list_each(get, selector, keep)
         return out
 
     async def post_event(

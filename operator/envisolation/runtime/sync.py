@@ -103,6 +103,7 @@ class ViewSync:
         while True:
             try:
                 started = time.monotonic()
+                waiting = set(self.view.unfetched)  # this listing reads their policies
                 fresh = ClusterView(self.view.scope)
                 ns_rv = await self._lister.list_each(
                     "namespaces", functools.partial(fresh.namespace_event, "ADDED")
@@ -111,7 +112,7 @@ class ViewSync:
                 pol_rv = await self._lister.list_each(
                     "networkpolicies", functools.partial(fresh.policy_event, "ADDED")
                 )
-                self.view.adopt(fresh, ns_rv, pol_rv)
+                self.view.adopt(fresh, ns_rv, pol_rv, waiting)
                 log.info(
                     "listed the cluster",
                     namespaces=len(self.view.namespaces),

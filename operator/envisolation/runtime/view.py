@@ -19,7 +19,7 @@ policies than the segments do; most of them need not be held at all.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from envisolation.analysis.exposure import SeenPolicy
@@ -143,7 +143,13 @@ class ClusterView:
 
     # -- listings ----------------------------------------------------------------------------
 
-    def adopt(self, fresh: ClusterView, namespaces_rv: str, policies_rv: str) -> None:
+    def adopt(
+        self,
+        fresh: ClusterView,
+        namespaces_rv: str,
+        policies_rv: str,
+        unfetched_at_start: Collection[str] = (),
+    ) -> None:
         """Take the view a LIST built, keeping what events brought meanwhile that is newer.
 
         The listing was read page by page while the watches went on; an object an event
@@ -181,8 +187,10 @@ class ClusterView:
                     if key in self.impersonating:
                         fresh.impersonating[key] = self.impersonating[key]
         # A namespace that came into scope after the listing read it: its policies were
-        # filtered by the older labels.
-        for ns in self.unfetched | moved:
+        # filtered by the older labels. One that was waiting when the listing started
+        # (`unfetched_at_start`) has been read by it, unless its labels moved meanwhile;
+        # kept waiting, the controller would list the cluster again on every turn.
+        for ns in (self.unfetched - set(unfetched_at_start)) | moved:
             if fresh.keeps(ns) and ns in fresh.namespaces:
                 fresh.unfetched.add(ns)
         self.namespaces, self.managed, self.foreign = fresh.namespaces, fresh.managed, fresh.foreign
