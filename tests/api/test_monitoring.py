@@ -312,3 +312,25 @@ def test_more_namespaces_coming_into_scope_than_fetched_one_by_one_cost_one_list
         assert lists() == settled, "the cluster was listed again at steady state"
     finally:
         kubectl("delete", "namespace", *names, "--wait=false", "--ignore-not-found", check=False)
+
+
+def test_a_policy_written_while_the_operator_was_down_is_exposed_after_its_start(
+    kubectl: Kubectl, operator: Operator, make_iso, make_ns
+) -> None:
+    """The start-up listing reads only the operator's own policies (enough to plan); the
+    rest is listed right after the first pass, so a tenant's policy that appeared while
+    the operator was down (older than every watch) is still analysed, and the first pass
+    writes nothing."""
+    label = f"down.test/{secrets.token_hex(4)}"
+    iso = make_iso(label, isolate=["Ingress"])
+    dev, prod = make_ns({label: "dev"}), make_ns({label: "prod"})
+    for ns in (dev, prod):
+        eventually(lambda ns=ns: holds_exactly(kubectl, iso, ns))
+    eventually(lambda: condition(kubectl, iso, "Exposed").get("status") == "False", timeout=20)
+    operator.stop()
+    kubectl.apply(tenant_policy(prod))
+    writes = kubectl.policy_writes()
+    operator.start()
+    eventually(lambda: exposed_by(kubectl, iso, f"{prod}/allow-all-namespaces"), timeout=30)
+    assert operator.metric("envisolation_policies_written_total") == 0
+    assert kubectl.policy_writes() == writes

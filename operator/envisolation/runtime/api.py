@@ -53,7 +53,11 @@ class ObjectRef:
 
 class Lister(Protocol):
     async def list_each(
-        self, resource: str, each: Callable[[Mapping[str, Any]], object], namespace: str = ""
+        self,
+        resource: str,
+        each: Callable[[Mapping[str, Any]], object],
+        namespace: str = "",
+        label_selector: str = "",
     ) -> str:
         """Hand every object of a LIST to `each`; return the listing's resourceVersion."""
         ...

@@ -163,7 +163,11 @@ class Kube:
         return json.loads(text) if text else {}
 
     async def list_each(
-        self, resource: str, each: Callable[[Mapping[str, Any]], object], namespace: str = ""
+        self,
+        resource: str,
+        each: Callable[[Mapping[str, Any]], object],
+        namespace: str = "",
+        label_selector: str = "",
     ) -> str:
         """Hand every object of a LIST (cluster-wide, or of one namespace's policies) to
         `each`; returns its resourceVersion (paging.py: pages overlap with the digest).
@@ -175,7 +179,10 @@ class Kube:
         def get(params: Mapping[str, str]) -> Awaitable[Mapping[str, Any]]:
             return self.request("list", "GET", path, params=params, timeout=LIST_TIMEOUT)
 
-        return await paging.list_each(get, HOST_NETWORK if resource == "hostpods" else {}, each)
+        selector = dict(HOST_NETWORK) if resource == "hostpods" else {}
+        if label_selector:
+            selector["labelSelector"] = label_selector
+        return await paging.list_each(get, selector, each)
 
     @staticmethod
     def _policy_path(namespace: str, name: str = "") -> str:

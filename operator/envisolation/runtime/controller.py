@@ -132,7 +132,7 @@ class Controller:
             self.ready = True  # nothing to keep warm until the first one is created
         await self.isolations.bound.wait()
         self.sync.update_scope(self.isolations.valid())
-        await self.sync.load()
+        await self.sync.load(ours_only=True)  # the rest is listed after the first pass
         self.ready = True
         tasks = self.sync.start()
         tasks.append(asyncio.create_task(self.host_pods.run(), name="watch-hostpods"))

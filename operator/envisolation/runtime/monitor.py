@@ -60,7 +60,7 @@ class ExposureMonitor:
         self, outcomes: Mapping[str, Outcome], view: ClusterView, isolations: Iterable[str]
     ) -> bool:
         """Analyse if due; returns whether the exposures changed (the status must follow)."""
-        if not self.due or view.unfetched:
+        if not self.due or view.unfetched or not view.foreign_listed:
             return False  # not before every managed namespace's policies are known
         if time.monotonic() - self._last < EXPOSURE_INTERVAL_SECONDS:
             return False

@@ -20,11 +20,13 @@ import structlog
 
 from envisolation.runtime.api import WATCHED, ApiError, Gone, Lister, Watcher
 from envisolation.runtime.view import ClusterView
+from envisolation.spec import constants as c
 from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
 
 log = structlog.get_logger("envisolation.sync")
 FETCH_EACH_MAX = 100  # more namespaces than this came into scope: one cluster-wide LIST
 MAX_RETRY_SECONDS = 30.0
+OURS = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"  # the label selector of a start-up listing
 
 
 class Touch(Protocol):
@@ -93,11 +95,15 @@ class ViewSync:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
 
-    async def load(self) -> None:
+    async def load(self, ours_only: bool = False) -> None:
         """LIST Namespaces and NetworkPolicies into the view, retrying until it works.
 
         The listing is read a page at a time into a fresh view, which replaces the
         current one only when complete: a pass never plans against half a listing.
+        `ours_only` (start-up): only the policies that carry our managed-by label, which
+        is all that planning needs; the first pass then runs without waiting for every
+        other policy in the cluster (at 10,000 namespaces, two thirds of a restart's
+        listing in the bench), and fetch() lists everything right after it.
         """
         delay = 1.0
         while True:
@@ -110,12 +116,16 @@ class ViewSync:
                 )
                 listed_ns = time.monotonic()
                 pol_rv = await self._lister.list_each(
-                    "networkpolicies", functools.partial(fresh.policy_event, "ADDED")
+                    "networkpolicies",
+                    functools.partial(fresh.policy_event, "ADDED"),
+                    label_selector=OURS if ours_only else "",
                 )
                 self.view.adopt(fresh, ns_rv, pol_rv, waiting)
+                self.view.foreign_listed = not ours_only
                 log.info(
                     "listed the cluster",
                     namespaces=len(self.view.namespaces),
+                    ours_only=ours_only,
                     managed_policies=sum(map(len, self.view.managed.values())),
                     foreign_policies_held=sum(map(len, self.view.foreign.values())),
                     namespaces_s=round(listed_ns - started, 2),
@@ -145,6 +155,10 @@ class ViewSync:
 
     async def fetch(self) -> None:
         """Read the policies of namespaces that came into scope (for exposure analysis)."""
+        if not self.view.foreign_listed:  # start-up listed only ours: now the rest
+            await self.load()
+            self._touch.touch_exposure()
+            return
         pending = self.view.unfetched
         if not pending:
             return

@@ -50,6 +50,9 @@ class ClusterView:
         # foreign policies that carry our managed-by label: (namespace, name) -> uid
         self.impersonating: dict[tuple[str, str], str] = {}
         self.loaded = False
+        # False after a listing of only our own policies (start-up): foreign ones are read
+        # by the full listing that follows the first pass; exposure analysis waits for it
+        self.foreign_listed = True
         # where each watch resumes: the listing's resourceVersion, then each event's
         self.resource_versions: dict[str, str] = {}
 
