@@ -31,7 +31,7 @@ from crd import wait_established
 from envisolation.cli import render_all
 from envisolation.policy.render import RenderContext
 from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
-from scale_bench import CONCURRENCY, RESULTS, ROOT, SEGMENTS, Api, cr, proc_stats
+from scale_bench import RESULTS, ROOT, SEGMENTS, Api, cr, proc_stats
 
 WAYS: dict[str, tuple[str, Callable[[bytes], Any]]] = {
     "gzip+json": ("gzip, deflate", json.loads),
@@ -85,13 +85,7 @@ async def run(n: int, rounds: int) -> dict[str, Any]:
         policies = render_all([iso], facts, RenderContext())
         async with Api(kubeconfig, work) as api:
             await api.create_all(docs)
-            sem = asyncio.Semaphore(CONCURRENCY)
-
-            async def one(obj: Any) -> None:
-                async with sem:
-                    await api.apply(obj)
-
-            await asyncio.gather(*(one(p) for p in policies))
+            await api.apply_all(policies)
             server_pid = int(state["pids"]["kube-apiserver"])
             out: dict[str, list[dict[str, float]]] = {way: [] for way in WAYS}
             for _ in range(rounds):

@@ -36,7 +36,7 @@ from crd import free_port, wait_established
 from envisolation.cli import render_all
 from envisolation.policy.render import RenderContext
 from envisolation.spec.model import EnvironmentIsolation, NamespaceFacts
-from scale_bench import CONCURRENCY, RESULTS, ROOT, SEGMENTS, Api, cr, passes, proc_stats
+from scale_bench import RESULTS, ROOT, SEGMENTS, Api, cr, passes, proc_stats
 
 PAGE = 500  # the operator's LIST page (paging.LIST_PAGE)
 PROFILE = os.environ.get("BENCH_PROFILE")  # a path: py-spy samples the first restart
@@ -113,13 +113,7 @@ async def run(n: int, rounds: int) -> dict[str, Any]:
                                        "app.kubernetes.io/managed-by": "bench-baseline"}  # fmt: skip
         async with Api(kubeconfig, work) as api:
             await api.create_all(docs)
-            sem = asyncio.Semaphore(CONCURRENCY)
-
-            async def one(obj: Any) -> None:
-                async with sem:
-                    await api.apply(obj)
-
-            await asyncio.gather(*(one(p) for p in foreign))
+            await api.apply_all(foreign)
             k("apply", "-f", "-", stdin=json.dumps(body))
             op = start(work / "rollout.log")  # the rollout the restarts will find done
             t0 = time.monotonic()

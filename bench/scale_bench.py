@@ -130,6 +130,16 @@ class Api:
             r.raise_for_status()
             await r.read()
 
+    async def apply_all(self, objs: list[dict[str, Any]]) -> None:
+        """Server-side apply every object, CONCURRENCY at a time (the baselines' writer)."""
+        sem = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(obj: dict[str, Any]) -> None:
+            async with sem:
+                await self.apply(obj)
+
+        await asyncio.gather(*(one(o) for o in objs))
+
     async def create_all(self, namespaces: list[dict[str, Any]]) -> None:
         """Create the namespaces, 32 at a time (kubectl apply took minutes at N=5,000)."""
         assert self.session is not None

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from kubernetes import client
 
-from envisolation.runtime import client as kube_client
 from envisolation.runtime import paging
 from envisolation.runtime.api import Gone
+from tests.unit.loopback import serve
 
 TOTAL = 2500
 
@@ -43,18 +42,10 @@ async def pager(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, Any]
 
     app = web.Application()
     app.router.add_get("/api/v1/namespaces", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    cfg = client.Configuration()
-    cfg.host = f"http://127.0.0.1:{port}"
     monkeypatch.setattr(paging, "LIST_PAGE", 1000)
-    state["kube"] = kube_client.Kube(cfg)
-    yield state
-    await state["kube"].aclose()
-    await runner.cleanup()
+    async with serve(app) as kube:
+        state["kube"] = kube
+        yield state
 
 
 async def test_every_object_once_in_order_with_the_listing_version(pager: dict[str, Any]) -> None:

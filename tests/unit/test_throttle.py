@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import structlog
 from aiohttp import web
-from kubernetes import client
 from structlog.testing import LogCapture
 
 from envisolation.runtime import client as kube_client
@@ -20,6 +19,7 @@ from envisolation.runtime import throttle
 from envisolation.runtime.api import ApiError
 from envisolation.runtime.metrics import API_IN_FLIGHT_SECONDS, API_QUEUED_SECONDS, API_THROTTLED
 from envisolation.runtime.throttle import AdaptiveLimit, retry_after
+from tests.unit.loopback import serve
 
 
 @pytest.mark.parametrize(
@@ -180,17 +180,9 @@ async def server() -> AsyncIterator[dict[str, Any]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    cfg = client.Configuration()
-    cfg.host = f"http://127.0.0.1:{port}"
-    state["kube"] = kube_client.Kube(cfg)
-    yield state
-    await state["kube"].aclose()
-    await runner.cleanup()
+    async with serve(app) as kube:
+        state["kube"] = kube
+        yield state
 
 
 async def test_the_client_sends_a_throttled_request_again(server: dict[str, Any]) -> None:
