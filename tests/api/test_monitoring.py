@@ -307,9 +307,10 @@ def test_more_namespaces_coming_into_scope_than_fetched_one_by_one_cost_one_list
                    timeout=90)  # fmt: skip
         time.sleep(3)
         settled = lists()
-        assert 1 <= settled - before <= 3, settled - before
+        # one listing reads them (a 10-minute resync may add one; the bug made dozens)
+        assert 1 <= settled - before <= 4, settled - before
         time.sleep(8)
-        assert lists() == settled, "the cluster was listed again at steady state"
+        assert lists() - settled <= 1, "the cluster was listed again and again at steady state"
     finally:
         kubectl("delete", "namespace", *names, "--wait=false", "--ignore-not-found", check=False)
 
