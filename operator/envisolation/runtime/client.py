@@ -175,14 +175,18 @@ class Kube:
         A continue token that expired mid-listing raises Gone: list again from the start.
         """
         path = self._policy_path(namespace) if namespace else PATHS[resource]
+        selector = dict(HOST_NETWORK) if resource == "hostpods" else {}
+        if label_selector:
+            selector["labelSelector"] = label_selector
+        return await paging.list_each(self._pages_of(path), selector, each)
+
+    def _pages_of(self, path: str) -> paging.GetPage:
+        """The GET of one LIST page of `path` (paging.py adds limit and continue)."""
 
         def get(params: Mapping[str, str]) -> Awaitable[Mapping[str, Any]]:
             return self.request("list", "GET", path, params=params, timeout=LIST_TIMEOUT)
 
-        selector = dict(HOST_NETWORK) if resource == "hostpods" else {}
-        if label_selector:
-            selector["labelSelector"] = label_selector
-        return await paging.list_each(get, selector, each)
+        return get
 
     @staticmethod
     def _policy_path(namespace: str, name: str = "") -> str:
@@ -286,13 +290,10 @@ class Kube:
             kinds.append(("Pod", PATHS["hostpods"], HOST_NETWORK))
         for kind, path, selector in kinds:
 
-            def get(params: Mapping[str, str], path: str = path) -> Awaitable[Mapping[str, Any]]:
-                return self.request("list", "GET", path, params=params, timeout=LIST_TIMEOUT)
-
             def keep(obj: Mapping[str, Any], kind: str = kind) -> None:
                 out.append({**obj, "kind": kind})
 
-            await paging.list_each(get, selector, keep)
+            await paging.list_each(self._pages_of(path), selector, keep)
         return out
 
     async def post_event(
