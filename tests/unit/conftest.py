@@ -3,7 +3,9 @@ that reaches its function, most of the unit tier for the spec layer, so there, a
 there (mutmut names the mutant in MUTANT_UNDER_TEST), the property and fuzz tests run
 after the example tests (a mutant an example test kills is over in a second) and with a
 fifth of their examples (never fewer than 20). Fewer examples can only let a mutant
-survive, so the score this gives is a lower bound; `make test` runs every example."""
+survive, so the score this gives is a lower bound; `make test` runs every example. The
+examples are derandomized and no example database is kept, so a verdict does not depend
+on luck or on which mutants ran before: two runs of the same code and tests agree."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if not _is_property(item):
             continue
         current = test._hypothesis_internal_use_settings
-        fewer = max(FLOOR, current.max_examples // SHARE)
-        if fewer < current.max_examples:
-            test._hypothesis_internal_use_settings = settings(current, max_examples=fewer)
+        fewer = min(current.max_examples, max(FLOOR, current.max_examples // SHARE))
+        test._hypothesis_internal_use_settings = settings(
+            current, max_examples=fewer, derandomize=True, database=None
+        )

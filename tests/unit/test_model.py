@@ -206,6 +206,8 @@ DNS_RULE = (
                     "ingress[0].from[0].ipBlock.cidr: must be a string, got int",
                 ),
                 ({"ingress": "x"}, "ingress: must be a list, got str"),
+                ({"ingress": ["x"]}, "ingress[0]: must be an object, got str"),
+                ({"egress": [5]}, "egress[0]: must be an object, got int"),
                 ({"ingress": [{"from": "x"}]}, "ingress[0].from: must be a list, got str"),
                 (
                     {"egress": [{"to": [{"segment": 5}]}]},
