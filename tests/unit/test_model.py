@@ -210,6 +210,14 @@ DNS_RULE = (
                 ({"egress": [5]}, "egress[0]: must be an object, got int"),
                 ({"ingress": [{"from": "x"}]}, "ingress[0].from: must be a list, got str"),
                 (
+                    {"ingress": [{"from": [{"namespaceSelector": "x"}]}]},
+                    "ingress[0].from[0].namespaceSelector: must be an object, got str",
+                ),
+                (
+                    {"egress": [{"to": [{"podSelector": "x"}]}]},
+                    "egress[0].to[0].podSelector: must be an object, got str",
+                ),
+                (
                     {"egress": [{"to": [{"segment": 5}]}]},
                     "egress[0].to[0].segment: must be a string, got int",
                 ),
